@@ -1,0 +1,61 @@
+/* sink.c: helpers shared by every sink type. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include <lauxlib.h>
+
+#include "sink.h"
+
+volatile int ls_interrupted;
+
+struct ls_sink *ls_tosink(lua_State *L, int idx)
+{
+	void *p = lua_touserdata(L, idx);
+	int is_sink;
+
+	if (p == NULL || !lua_getmetatable(L, idx))
+		return NULL;
+	lua_getfield(L, -1, LS_SINK_FIELD);
+	is_sink = lua_toboolean(L, -1);
+	lua_pop(L, 2);
+	return is_sink ? (struct ls_sink *)p : NULL;
+}
+
+struct ls_sink *ls_checksink(lua_State *L, int arg)
+{
+	struct ls_sink *s = ls_tosink(L, arg);
+
+	if (s == NULL)
+		luaL_typeerror(L, arg, "sink");
+	return s;
+}
+
+void ls_marksink(lua_State *L)
+{
+	lua_pushboolean(L, 1);
+	lua_setfield(L, -2, LS_SINK_FIELD);
+}
+
+int ls_sinks_write(struct ls_sink **sinks, int n, const void *buf, size_t len,
+		   struct ls_sink **failed)
+{
+	for (int i = 0; i < n; i++) {
+		if (sinks[i]->ops->write(sinks[i], buf, len) != 0) {
+			*failed = sinks[i];
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int ls_fail(lua_State *L, const char *class, const char *fmt, ...)
+{
+	va_list ap;
+
+	lua_pushnil(L);
+	va_start(ap, fmt);
+	lua_pushvfstring(L, fmt, ap);
+	va_end(ap);
+	lua_pushstring(L, class);
+	return 3;
+}

@@ -1,0 +1,54 @@
+/* sink.h: the byte-stream interface every C stream primitive shares.
+ *
+ * A sink is a Lua userdata whose memory begins with struct ls_sink and whose
+ * metatable has the field LS_SINK_FIELD set to true.  Archive entries (and
+ * nested readers, inflaters, ...) push bytes into sinks; Lua only wires them
+ * together, no byte of layer data passes through Lua.
+ */
+#ifndef LS_SINK_H
+#define LS_SINK_H
+
+#include <stddef.h>
+#include <lua.h>
+
+#define LS_SINK_FIELD "__layersplit_sink"
+
+/* Error classes reported to Lua as the third result of a failed call:
+ * nil, message, class.  The runtime maps them to exit codes. */
+#define LS_EARCHIVE "archive" /* the input was rejected: exit 1 */
+#define LS_EIO "io"           /* I/O or system failure: exit 3 */
+#define LS_ESIGNAL "signal"   /* interrupted by a signal */
+
+struct ls_sink;
+
+struct ls_sink_ops {
+	/* Consume len bytes.  0 on success; -1 on failure, after which
+	 * error() describes it and class() says LS_EIO or LS_EARCHIVE. */
+	int (*write)(struct ls_sink *s, const void *buf, size_t len);
+	const char *(*error)(struct ls_sink *s);
+	const char *(*class)(struct ls_sink *s);
+};
+
+struct ls_sink {
+	const struct ls_sink_ops *ops;
+};
+
+/* The sink at stack index idx, or NULL if that value is not a sink. */
+struct ls_sink *ls_tosink(lua_State *L, int idx);
+/* Like ls_tosink, but raises a Lua error naming argument arg if not a sink. */
+struct ls_sink *ls_checksink(lua_State *L, int arg);
+/* Marks the metatable at the top of the stack as a sink metatable. */
+void ls_marksink(lua_State *L);
+/* Writes buf to every sink in sinks[0..n).  0, or -1 with *failed set to
+ * the sink that failed. */
+int ls_sinks_write(struct ls_sink **sinks, int n, const void *buf, size_t len,
+		   struct ls_sink **failed);
+
+/* Set by the signal handler (SIGINT, SIGTERM, SIGHUP, SIGPIPE); every C loop
+ * that moves data checks it and stops with class LS_ESIGNAL. */
+extern volatile int ls_interrupted;
+
+/* Pushes nil, message, class and returns 3: the failure convention. */
+int ls_fail(lua_State *L, const char *class, const char *fmt, ...);
+
+#endif
