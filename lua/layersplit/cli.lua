@@ -1,0 +1,230 @@
+-- layersplit.cli: the command line.
+local errors = require "layersplit.errors"
+local gzip = require "layersplit.gzip"
+local host = require "layersplit.host"
+
+local raise = errors.raise
+
+local cli = {}
+
+cli.usage = [[
+usage: layersplit [OPTIONS] ARCHIVE|- OUTDIR
+       layersplit run SCRIPT.lua [ARGS...]
+
+Reads an image archive (docker save, podman save, skopeo docker-archive or
+oci-archive, docker >= 25, OCI layout tar; optionally gzip/zstd/xz/bzip2
+compressed) once, as a stream, and writes into OUTDIR, which must be absent
+or empty: one <layer_id>.tar.gz per layer, the config, manifest.json,
+digests.json and repositories.  "-" reads standard input.
+
+options:
+  --policy NAME|FILE  the policy that decides what goes where
+                      (bundled: launchpad, the default; or a Lua file)
+  --set KEY=VALUE     a setting for the policy (repeatable)
+  --level N           compression level: zlib 1-9 (default 6), isal 0-3 (default 1)
+  --engine NAME       compression engine: zlib (default) or isal
+  -j, --jobs N        compression threads (default: online CPUs)
+  --v2metadata DIR    docker's v2metadata-by-diffid directory: keep the
+                      registry digests it records
+  --max-memory N      cap on the Lua heap, bytes with an optional K, M or G
+                      suffix (default 256M)
+  --trace             one line on stderr per archive entry with the decision
+  -v, --verbose       more detail, and a traceback with errors
+  -q, --quiet         no summary
+  -h, --help          this help
+  --version           the version
+
+exit status: 0 success, 1 the archive or its content was rejected, 2 usage
+error, 3 I/O or system error, 4 a policy script failed, 128+N a signal.
+]]
+
+-- name -> {key, takes_value}
+local options = {
+	["policy"] = {"policy", true},
+	["set"] = {"set", true},
+	["level"] = {"level", true},
+	["engine"] = {"engine", true},
+	["jobs"] = {"jobs", true},
+	["j"] = {"jobs", true},
+	["v2metadata"] = {"v2metadata", true},
+	["max-memory"] = {"max_memory", true},
+	["trace"] = {"trace", false},
+	["verbose"] = {"verbose", false},
+	["v"] = {"verbose", false},
+	["quiet"] = {"quiet", false},
+	["q"] = {"quiet", false},
+	["help"] = {"help", false},
+	["h"] = {"help", false},
+	["version"] = {"version", false},
+}
+
+local function usage_error(what, why)
+	raise("usage", what, (why or "") .. " (see layersplit --help)")
+end
+
+-- Splits argv into options and positional arguments, getopt style:
+-- --name=value, --name value, -j4, -j 4, -vq, and -- to end options.
+function cli.parse(args)
+	local opts = {settings = {}, positional = {}}
+	local i = 1
+	local function take_value(name, inline)
+		if inline ~= nil then
+			return inline
+		end
+		i = i + 1
+		if args[i] == nil then
+			usage_error("--" .. name, "needs a value")
+		end
+		return args[i]
+	end
+	local function set(name, value)
+		local spec = options[name]
+		if spec[1] == "set" then
+			local key, v = value:match("^([%w_%.%-]+)=(.*)$")
+			if not key then
+				usage_error("--set " .. value, "expected KEY=VALUE")
+			end
+			opts.settings[key] = v
+		else
+			opts[spec[1]] = value
+		end
+	end
+	while i <= #args do
+		local a = args[i]
+		if a == "--" then
+			table.move(args, i + 1, #args, #opts.positional + 1, opts.positional)
+			break
+		elseif a:sub(1, 2) == "--" then
+			local name, inline = a:match("^%-%-([^=]+)=(.*)$")
+			name = name or a:sub(3)
+			local spec = options[name]
+			if not spec or #name == 1 then
+				usage_error(a, "unknown option")
+			end
+			if spec[2] then
+				set(name, take_value(name, inline))
+			elseif inline ~= nil then
+				usage_error(a, "takes no value")
+			else
+				set(name, true)
+			end
+		elseif a:sub(1, 1) == "-" and #a > 1 then
+			local j = 2
+			while j <= #a do
+				local name = a:sub(j, j)
+				local spec = options[name]
+				if not spec then
+					usage_error("-" .. name, "unknown option")
+				end
+				if spec[2] then
+					local rest = a:sub(j + 1)
+					set(name, take_value(name, rest ~= "" and rest or nil))
+					break
+				end
+				set(name, true)
+				j = j + 1
+			end
+		else
+			opts.positional[#opts.positional + 1] = a
+		end
+		i = i + 1
+	end
+	return opts
+end
+
+local function parse_size(text)
+	local n, suffix = text:match("^(%d+)([KkMmGg]?)$")
+	if not n then
+		usage_error("--max-memory " .. text, "expected a size such as 512M")
+	end
+	local scale = ({[""] = 1, k = 1 << 10, m = 1 << 20, g = 1 << 30})[suffix:lower()]
+	return math.tointeger(tonumber(n) * scale)
+end
+
+local function parse_integer(name, text, low, high)
+	local n = math.tointeger(tonumber(text))
+	if not n or n < low or n > high then
+		usage_error("--" .. name .. " " .. text,
+			string.format("expected a whole number from %d to %d", low, high))
+	end
+	return n
+end
+
+-- Checks the options of the main job and fills in the defaults.
+function cli.validate(opts)
+	if #opts.positional ~= 2 then
+		usage_error("arguments", "expected ARCHIVE (or -) and OUTDIR")
+	end
+	opts.input, opts.outdir = opts.positional[1], opts.positional[2]
+	opts.policy = opts.policy or "launchpad"
+	opts.engine = opts.engine or "zlib"
+	local engines = {}
+	for _, name in ipairs(gzip.engines()) do
+		engines[name] = true
+	end
+	if opts.engine == "isal" and not engines.isal then
+		usage_error("--engine isal", "this build has no ISA-L engine (install libisal-dev and rebuild)")
+	elseif not engines[opts.engine] then
+		usage_error("--engine " .. opts.engine, "unknown engine (zlib or isal)")
+	end
+	if opts.engine == "isal" then
+		opts.level = opts.level and parse_integer("level", opts.level, 0, 3) or 1
+	else
+		opts.level = opts.level and parse_integer("level", opts.level, 1, 9) or 6
+	end
+	if opts.jobs then
+		opts.jobs = parse_integer("jobs", opts.jobs, 1, 1024)
+	end
+	if opts.max_memory then
+		opts.max_memory = parse_size(opts.max_memory)
+	end
+	return opts
+end
+
+local function summary(ctx)
+	local s = ctx.summary
+	io.stderr:write(string.format("layersplit: %s: %d image%s, %d layer file%s written\n",
+		ctx.outdir, s.images or 0, s.images == 1 and "" or "s",
+		s.layers or 0, s.layers == 1 and "" or "s"))
+end
+
+function cli.main(args)
+	if args[1] == "run" then
+		return cli.run_script(args)
+	end
+	local opts = cli.parse(args)
+	host.set_verbose(opts.verbose)
+	if opts.help then
+		io.stdout:write(cli.usage)
+		return 0
+	elseif opts.version then
+		io.stdout:write("layersplit ", host.version, "\n")
+		return 0
+	end
+	cli.validate(opts)
+	if opts.max_memory then
+		host.set_memory_limit(opts.max_memory)
+	end
+	local ctx = require("layersplit.driver").run(opts)
+	if not opts.quiet then
+		summary(ctx)
+	end
+	return 0
+end
+
+-- layersplit run SCRIPT [ARGS]: a script with the modules loaded; `arg` as in lua.
+function cli.run_script(args)
+	local script = args[2]
+	if not script then
+		usage_error("run", "expected a script")
+	end
+	local chunk, err = loadfile(script)
+	if not chunk then
+		raise(io.open(script) and "policy" or "usage", err)
+	end
+	_G.arg = table.move(args, 2, #args, 0, {})
+	local status = chunk(table.unpack(args, 3))
+	return math.tointeger(status) or 0
+end
+
+return cli

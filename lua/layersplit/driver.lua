@@ -1,0 +1,136 @@
+-- layersplit.driver: one pass over the archive.  Each entry goes to the
+-- policy's entry hook as it streams past; at the end the policy's finish hook
+-- writes the manifests, and the staging directory is renamed into place.
+local archive = require "layersplit.archive"
+local errors = require "layersplit.errors"
+local fs = require "layersplit.fs"
+local gzip = require "layersplit.gzip"
+
+local check, raise = errors.check, errors.raise
+
+local driver = {}
+
+-- Runs a policy hook; a plain Lua error in it becomes a "policy" error that
+-- names the script's file and line.
+local function call_hook(name, fn, ...)
+	local results = table.pack(xpcall(fn, function(e)
+		if errors.is_error(e) then
+			return e
+		end
+		return {class = "policy", message = "policy " .. tostring(e),
+			traceback = debug.traceback(nil, 2)}
+	end, ...))
+	if not results[1] then
+		error(results[2], 0)
+	end
+	return table.unpack(results, 2, results.n)
+end
+
+-- Loads a policy by bundled name or by file name.
+function driver.load_policy(name)
+	local policy
+	if name:find("/", 1, true) or name:match("%.lua$") then
+		local chunk, err = loadfile(name)
+		if not chunk then
+			if fs.kind(name) == nil then
+				raise("usage", name, "no such policy file")
+			end
+			raise("policy", "policy " .. err)
+		end
+		policy = call_hook("load", chunk)
+	else
+		local module = "layersplit.policies." .. name
+		if package.preload[module] == nil and not package.searchpath(module, package.path) then
+			raise("usage", "--policy " .. name, "unknown policy")
+		end
+		policy = require(module)
+	end
+	if type(policy) ~= "table" or type(policy.entry) ~= "function" then
+		raise("policy", "policy " .. name, "must return a table with an entry function")
+	end
+	return policy
+end
+
+local Context = {}
+Context.__index = Context
+
+-- The path of `name` inside the staging directory.
+function Context:path(name)
+	return fs.join(self.stage, name)
+end
+
+-- A gzip writer for `name` in the staging directory, with the run's options.
+function Context:gzip_writer(name)
+	return check(gzip.writer(self:path(name), {
+		level = self.options.level,
+		engine = self.options.engine,
+		threads = self.options.jobs,
+	}))
+end
+
+function Context:log(fmt, ...)
+	if self.options.verbose then
+		io.stderr:write("layersplit: ", string.format(fmt, ...), "\n")
+	end
+end
+
+function Context:fail(class, what, why)
+	raise(class, what, why)
+end
+
+local function trace_line(entry, action)
+	local what = entry.type
+	if entry.target then
+		what = what .. " -> " .. entry.target
+	end
+	io.stderr:write(string.format("trace: %s [%s, %d bytes]: %s\n",
+		entry.path, what, entry.size or 0, tostring(action or "skip")))
+end
+
+-- opts: input, outdir, policy, level, engine, jobs, v2metadata, settings,
+-- trace, verbose, quiet.  Returns the context (its summary for the caller).
+function driver.run(opts)
+	local policy = driver.load_policy(opts.policy)
+	local stage = check(fs.stage(opts.outdir))
+	local reader <close> = check(archive.open(opts.input))
+	local ctx = setmetatable({
+		options = opts,
+		settings = opts.settings or {},
+		input = opts.input,
+		outdir = opts.outdir,
+		stage = stage,
+		reader = reader,
+		summary = {entries = 0},
+	}, Context)
+
+	if policy.setup then
+		call_hook("setup", policy.setup, ctx, ctx.settings)
+	end
+	while true do
+		local entry, err, class = reader:next()
+		if entry == nil then
+			if err ~= nil then
+				raise(class or "archive", opts.input == "-" and "<stdin>" or opts.input, err)
+			end
+			break
+		end
+		ctx.summary.entries = ctx.summary.entries + 1
+		local action = call_hook("entry", policy.entry, ctx, entry)
+		if opts.trace then
+			trace_line(entry, action)
+		end
+	end
+	if ctx.summary.entries == 0 then
+		raise("archive", opts.input == "-" and "<stdin>" or opts.input,
+			"not an image archive: no entries")
+	end
+	if policy.finish then
+		call_hook("finish", policy.finish, ctx)
+	end
+	ctx.summary.bytes_in = reader:bytes_in()
+	reader:close()
+	check(fs.commit(stage, opts.outdir))
+	return ctx
+end
+
+return driver

@@ -1,0 +1,105 @@
+-- launchpad: the default policy.  Keeps the output contract of Launchpad's
+-- OCI builder: <layer_id>.tar.gz per layer, the config as <sha256>.json, a
+-- legacy manifest.json, digests.json (one {diff_id: {digest, source,
+-- layer_id}} object per image) and repositories.
+local digest = require "layersplit.digest"
+local errors = require "layersplit.errors"
+local fs = require "layersplit.fs"
+local image = require "layersplit.image"
+local json = require "layersplit.json"
+
+local policy = {}
+
+function policy.setup(ctx)
+	ctx.store = image.store(ctx)
+end
+
+-- Decides what an entry is from its name and first bytes: the JSON that says
+-- which blob is what arrives after the blobs, in every producer's layout.
+function policy.entry(ctx, entry)
+	local store = ctx.store
+	store:note(entry)
+	if entry.type == "symlink" or entry.type == "hardlink" then
+		return store:add_link(entry)
+	elseif entry.type ~= "file" then
+		return store:skip(entry)
+	end
+	local path = entry.path
+	if path == "manifest.json" or path == "index.json" or path == "repositories"
+		or path == "oci-layout" or path:match("^[^/]+%.json$") then
+		return store:keep_document(entry)
+	end
+	if image.layer_id(path) then
+		local kind = image.sniff(ctx.reader:peek(512))
+		if image.is_layer_kind(kind) then
+			return store:stream_layer(entry, kind)
+		elseif kind == "json" then
+			return store:keep_document(entry)
+		end
+	end
+	return store:skip(entry)
+end
+
+-- Docker's v2metadata-by-diffid record for a layer: a layer pulled from a
+-- registry keeps its registry digest and source repository.
+local function v2metadata(dir, diff_id)
+	local path = dir .. "/" .. diff_id:gsub("^sha256:", "")
+	if fs.kind(path) ~= "file" then
+		return nil
+	end
+	local text = errors.check(fs.read_file(path, 1 << 20))
+	local records, err = json.decode(text)
+	if records == nil then
+		errors.raise("archive", path, err)
+	end
+	local first = type(records) == "table" and records[1]
+	if type(first) ~= "table" or type(first.Digest) ~= "string" then
+		return nil
+	end
+	return first.Digest, type(first.SourceRepository) == "string" and first.SourceRepository or ""
+end
+
+function policy.finish(ctx)
+	local store = ctx.store
+	local manifest, digests = json.array(), json.array()
+	local layer_files = {}
+	for _, img in ipairs(store:images()) do
+		local config_name = digest.sha256_hex(img.config) .. ".json"
+		store:write(config_name, img.config)
+		local diff_ids, records = store:check_diff_ids(img)
+		local layers, map = json.array(), {}
+		for i, path in ipairs(img.layers) do
+			local record = records[i]
+			local layer_id = image.layer_id(path) or record.layer_id
+			layer_files[store:place(record, layer_id .. ".tar.gz")] = true
+			layers[i] = layer_id .. "/layer.tar"
+			local entry = {digest = record.digest, source = "", layer_id = layer_id}
+			if ctx.options.v2metadata then
+				local d, source = v2metadata(ctx.options.v2metadata, diff_ids[i])
+				if d then
+					entry.digest, entry.source = d, source
+				end
+			end
+			map[diff_ids[i]] = entry
+		end
+		manifest[#manifest + 1] = {
+			Config = config_name,
+			RepoTags = json.array(img.repo_tags),
+			Layers = layers,
+		}
+		digests[#digests + 1] = map
+	end
+	store:write("manifest.json", json.encode(manifest))
+	store:write("digests.json", json.encode(digests))
+	if store.docs["repositories"] then
+		store:write("repositories", store.docs["repositories"])
+	end
+	store:remove_unplaced()
+	local count = 0
+	for _ in pairs(layer_files) do
+		count = count + 1
+	end
+	ctx.summary.images, ctx.summary.layers = #manifest, count
+end
+
+return policy
