@@ -36,14 +36,14 @@ $(BUILD)/layersplit: $(OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
-	$(CC) $(CFLAGS) -Isrc -c -o $@ $<
+	$(CC) $(CFLAGS) -iquote src -c -o $@ $<
 
 # The bundled Lua is compiled into the binary, so it runs from anywhere.
 $(BUILD)/embedded.c: $(LUA_SRCS) $(BUILD)/embed | $(BUILD)/obj
 	$(BUILD)/embed $(LUA_SRCS) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/embedded.o: $(BUILD)/embedded.c
-	$(CC) $(CFLAGS) -Isrc -c -o $@ $<
+	$(CC) $(CFLAGS) -iquote src -c -o $@ $<
 
 $(BUILD)/embed: tools/embed.c | $(BUILD)/obj
 	$(CC) -O1 -o $@ $<

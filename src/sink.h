@@ -18,6 +18,7 @@
 #define LS_EARCHIVE "archive" /* the input was rejected: exit 1 */
 #define LS_EIO "io"           /* I/O or system failure: exit 3 */
 #define LS_ESIGNAL "signal"   /* interrupted by a signal */
+#define LS_EUSAGE "usage"     /* a usage error: exit 2 */
 
 struct ls_sink;
 

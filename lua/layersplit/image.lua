@@ -108,11 +108,7 @@ function Store:add_link(entry)
 	if entry.type == "hardlink" then
 		target = check(fs.normalize(entry.target))
 	else
-		local resolved, err = fs.resolve_link(entry.path, entry.target)
-		if not resolved then
-			raise("archive", entry.path, err)
-		end
-		target = resolved
+		target = check(fs.resolve_link(entry.path, entry.target))
 	end
 	self.links[entry.path] = {target = target, type = entry.type}
 	return "link"
@@ -202,8 +198,11 @@ function Store:resolve(path, what)
 		path = self.links[path].target
 	end
 	if self.seen[path] == nil then
-		raise("archive", what or start, start == path and "not found in archive"
-			or "dangling link to " .. path)
+		local why = start == path and "not found in archive" or "dangling link to " .. path
+		if what then
+			raise("archive", what, start .. ": " .. why)
+		end
+		raise("archive", start, why)
 	end
 	return path
 end
@@ -291,8 +290,9 @@ local function images_from_manifest(self)
 			layers[j] = safe_path(layer, what .. " Layers")
 		end
 		images[i] = {
+			what = what,
 			config_path = config_path,
-			config = self:document(config_path, "manifest.json: config " .. config_path),
+			config = self:document(config_path, what .. " Config"),
 			repo_tags = string_list(section.RepoTags, what .. " RepoTags"),
 			layers = layers,
 		}
@@ -347,8 +347,9 @@ local function images_from_index(self)
 						path .. " layer " .. j)
 				end
 				images[#images + 1] = {
+					what = path,
 					config_path = config_path,
-					config = self:document(config_path, path .. ": config " .. config_path),
+					config = self:document(config_path, path .. " config"),
 					repo_tags = repo_tags_from(merged),
 					layers = layers,
 				}
@@ -390,7 +391,7 @@ function Store:check_diff_ids(img)
 	end
 	local records = {}
 	for i, path in ipairs(img.layers) do
-		local record = self:layer(path, what)
+		local record = self:layer(path, img.what)
 		if record.diff_id ~= diff_ids[i] then
 			raise("archive", path, string.format(
 				"diff_id mismatch: config says %s, the data is %s",

@@ -1,0 +1,64 @@
+"""The command-line options that change how, not what: help, version, level,
+threads, engine, quiet, the default policy by name."""
+import re
+
+import expect
+import fixtures
+from harness import layersplit, snapshot, split
+
+ARCHIVE = "legacy_two_images.tar"   # has a 1 MiB layer: several compression blocks
+
+
+def test_help_prints_usage_and_exits_0(tmp):
+    p = layersplit("--help")
+    assert p.returncode == 0, p.err
+    text = p.stdout.decode()
+    assert "usage" in text.lower() and "layersplit" in text, text[:200]
+    for option in ("--policy", "--level", "--v2metadata"):
+        assert option in text, "--help does not mention %s" % option
+
+
+def test_version_prints_a_version_and_exits_0(tmp):
+    p = layersplit("--version")
+    assert p.returncode == 0, p.err
+    assert re.search(r"\d+\.\d+", p.stdout.decode()), p.stdout
+
+
+def test_levels_1_and_9_both_follow_the_contract(tmp):
+    for level in ("1", "9"):
+        split(fixtures.path(ARCHIVE), tmp / level, "--level", level)
+        expect.check_output(fixtures.path(ARCHIVE), tmp / level)
+
+
+def test_output_does_not_depend_on_thread_count(tmp):
+    split(fixtures.path(ARCHIVE), tmp / "j1", "-j", "1")
+    split(fixtures.path(ARCHIVE), tmp / "j2", "-j", "2")
+    split(fixtures.path(ARCHIVE), tmp / "j7", "-j", "7")
+    expect.check_output(fixtures.path(ARCHIVE), tmp / "j1")
+    one = snapshot(tmp / "j1")
+    for j in ("j2", "j7"):
+        other = snapshot(tmp / j)
+        differ = sorted(n for n in set(one) | set(other) if one.get(n) != other.get(n))
+        assert not differ, "-j 1 and -%s differ in %r" % (j, differ)
+
+
+def test_default_is_zlib_level_6_launchpad(tmp):
+    split(fixtures.path(ARCHIVE), tmp / "default")
+    split(fixtures.path(ARCHIVE), tmp / "explicit", "--policy", "launchpad", "--engine", "zlib",
+          "--level", "6")
+    assert snapshot(tmp / "default") == snapshot(tmp / "explicit")
+
+
+def test_isal_engine_follows_the_contract_where_built_in(tmp):
+    """--engine isal: the same contract; a build without it refuses with exit 2."""
+    p = layersplit("--engine", "isal", fixtures.path(ARCHIVE), tmp / "out")
+    if p.returncode == 2:
+        assert p.err.startswith("layersplit: ") and len(p.err.splitlines()) == 1, p.err
+        return
+    assert p.returncode == 0, p.err
+    expect.check_output(fixtures.path(ARCHIVE), tmp / "out")
+
+
+def test_quiet_success_prints_nothing(tmp):
+    p = split(fixtures.path(ARCHIVE), tmp / "out", "--quiet")
+    assert p.stderr == b"" and p.stdout == b"", (p.stdout, p.stderr)
