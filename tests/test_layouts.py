@@ -6,13 +6,11 @@ tarfile r|gz; manifest.json, digests.json, the configs and repositories are
 what the input says; there is nothing else; and a second run writes the same
 bytes.  Expectations come from expect.Archive, which reads the input itself.
 """
-import gzip
 import json
 import hashlib
 import itertools
 import subprocess
 import sys
-from pathlib import Path
 
 import expect
 import fixtures
