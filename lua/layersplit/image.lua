@@ -436,6 +436,7 @@ end
 function Store:remove_unplaced()
 	for name in pairs(self.files) do
 		if not self.placed[name] then
+			self.ctx:log("%s: no image uses this layer, not written", self.files[name].path)
 			check(fs.remove(self.ctx:path(name)))
 			self.files[name] = nil
 		end
