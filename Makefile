@@ -28,7 +28,7 @@ SRCS     := $(wildcard src/*.c)
 OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/embedded.o
 LUA_SRCS := $(shell find lua -name '*.lua' | LC_ALL=C sort)
 
-.PHONY: all deps check demo clean bench install uninstall
+.PHONY: all deps check check-sanitize fuzz demo clean bench install uninstall
 
 all: $(BUILD)/layersplit
 
@@ -57,8 +57,56 @@ deps:
 check: deps all
 	python3 tests/run.py
 
+# The whole suite against an ASan + UBSan build in $(BUILD)/asan: any
+# sanitizer report or leak makes the run exit 86/87, which fails its test.
+SAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+              -fno-omit-frame-pointer
+SAN_ENV    := ASAN_OPTIONS=detect_leaks=1:exitcode=86:strict_string_checks=1:detect_stack_use_after_return=1 \
+              UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=87
+
+check-sanitize: deps
+	CFLAGS="$(SAN_CFLAGS)" $(MAKE) BUILD=$(BUILD)/asan all
+	$(SAN_ENV) LAYERSPLIT=$(abspath $(BUILD))/asan/layersplit python3 tests/run.py
+
+# libFuzzer: archives from memory through the reader and the default policy
+# (tests/fuzz/fuzz_archive.c), seeded with the fixtures; a crash, leak or
+# sanitizer report fails it.
+FUZZ_SECONDS ?= 60
+FUZZ_CC    ?= clang
+FUZZ_DIR   := $(BUILD)/fuzz
+
+$(FUZZ_DIR)/fuzz_archive: tests/fuzz/fuzz_archive.c $(filter-out src/main.c,$(SRCS)) \
+		$(BUILD)/embedded.c $(wildcard src/*.h)
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-fno-omit-frame-pointer -iquote src -o $@ tests/fuzz/fuzz_archive.c \
+		$(filter-out src/main.c,$(SRCS)) $(BUILD)/embedded.c $(LDLIBS)
+
+fuzz: deps $(FUZZ_DIR)/fuzz_archive
+	sh tests/fuzz/run.sh $(FUZZ_DIR)/fuzz_archive $(FUZZ_SECONDS) $(FUZZ_DIR)
+
 demo: deps all
 	@sh tools/demo.sh
+
+# The bundled Lua is in the binary already; its sources go to DATADIR/lua under
+# their module names (layersplit/policies/NAME.lua), as examples to read.
+BINDIR   ?= $(PREFIX)/bin
+DATADIR  ?= $(PREFIX)/share/layersplit
+MANDIR   ?= $(PREFIX)/share/man
+DOCDIR   ?= $(PREFIX)/share/doc/layersplit
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(DATADIR)/lua/layersplit/policies
+	install -m 755 $(BUILD)/layersplit $(DESTDIR)$(BINDIR)/layersplit
+	install -m 644 doc/layersplit.1 $(DESTDIR)$(MANDIR)/man1/layersplit.1
+	install -m 644 README.md SCRIPTING.md $(DESTDIR)$(DOCDIR)
+	install -m 644 $(wildcard lua/layersplit/*.lua) $(DESTDIR)$(DATADIR)/lua/layersplit
+	install -m 644 $(wildcard lua/policies/*.lua) $(DESTDIR)$(DATADIR)/lua/layersplit/policies
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/layersplit $(DESTDIR)$(MANDIR)/man1/layersplit.1
+	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf $(BUILD)

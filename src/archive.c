@@ -1,15 +1,14 @@
 /* archive.c: layersplit.archive, the image archive read once, in order, as a
  * stream.  A reader wraps one libarchive handle; a nested reader's handle
- * pulls its input from the parent's current entry and tees it to sinks. */
+ * pulls its input from the parent's current entry and tees it to sinks.
+ * This file is the Lua side; the stream itself is in reader.c. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 /* <archive.h> may be src/archive.h (under -Isrc), which passes on to libarchive's. */
 #include <archive.h>
@@ -18,85 +17,14 @@
 #include <lua.h>
 
 #include "archive.h"
+#include "reader.h"
 #include "sink.h"
 
 #define READER_MT "layersplit.archive.reader"
-#define READ_BUF_SIZE (1 << 20)
 #define PEEK_MAX (1 << 20)
 
 /* User values: what keeps the input alive, the current entry's path, the tees. */
 enum { UV_SOURCE = 1, UV_PATH, UV_TEES, UV_COUNT = UV_TEES };
-
-struct reader {
-	struct archive *a;
-	int closed;
-	int fd, own_fd;
-	const char *name;		/* for I/O messages; kept alive by UV_SOURCE */
-	const unsigned char *mem;	/* open_memory input */
-	size_t mem_len, mem_pos;
-	unsigned char *buf;		/* read(2) buffer */
-	uint64_t bytes_in;
-
-	struct reader *parent, *child;
-	int tee_failed;
-
-	int in_entry, at_end, skipped;
-	const char *path;		/* kept alive by UV_PATH */
-	int64_t size;
-	int size_set;
-	int64_t taken;			/* bytes of the entry handed out */
-	unsigned char *peek;		/* first bytes of the entry, kept for peek */
-	size_t peek_cap, peek_len, peek_pos;
-	const unsigned char *blk;	/* rest of the last libarchive data block */
-	size_t blk_len;
-	int64_t blk_off, pos;		/* blk_off > pos: a sparse hole comes first */
-	int data_eof;
-
-	const char *err_class;		/* set: err holds the real cause of a failure */
-	int broken;			/* libarchive is in a fatal state */
-	char err[512];
-
-	int ntees;
-	struct ls_sink *tees[];
-};
-
-static const unsigned char zeros[65536];
-
-static void set_err(struct reader *r, const char *class, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(r->err, sizeof(r->err), fmt, ap);
-	va_end(ap);
-	r->err_class = class;
-}
-
-/* Sinks report a class string; map it to ours so the pointer stays valid. */
-static const char *known_class(const char *class)
-{
-	if (class != NULL && strcmp(class, LS_EIO) == 0)
-		return LS_EIO;
-	if (class != NULL && strcmp(class, LS_ESIGNAL) == 0)
-		return LS_ESIGNAL;
-#ifdef LS_EUSAGE
-	if (class != NULL && strcmp(class, LS_EUSAGE) == 0)
-		return LS_EUSAGE;
-#endif
-	return LS_EARCHIVE;
-}
-
-/* A libarchive call failed: keep the cause a callback recorded, else its message. */
-static void archive_err(struct reader *r, int rc, const char *prefix)
-{
-	const char *msg = r->a ? archive_error_string(r->a) : NULL;
-
-	if (r->err_class == NULL)
-		set_err(r, LS_EARCHIVE, "%s: %s", prefix,
-			msg ? msg : "unknown archive error");
-	if (rc == ARCHIVE_FATAL)
-		r->broken = 1;
-}
 
 static int push_err(lua_State *L, struct reader *r)
 {
@@ -105,234 +33,6 @@ static int push_err(lua_State *L, struct reader *r)
 	if (!r->broken)
 		r->err_class = NULL;
 	return ls_fail(L, class, "%s", r->err);
-}
-
-/* Moves another reader's or a sink's failure into r (for a callback's caller). */
-static void take_err(struct reader *r, struct reader *from)
-{
-	set_err(r, from->err_class ? from->err_class : LS_EARCHIVE, "%s",
-		from->err);
-	if (!from->broken)
-		from->err_class = NULL;
-}
-
-/* A read callback fails: libarchive only passes on "read error", so r keeps the cause. */
-static la_ssize_t cb_fail(struct archive *a, struct reader *r, const char *class,
-			  const char *fmt, ...)
-{
-	va_list ap;
-
-	if (fmt != NULL) {
-		va_start(ap, fmt);
-		vsnprintf(r->err, sizeof(r->err), fmt, ap);
-		va_end(ap);
-		r->err_class = class;
-	}
-	archive_set_error(a, -1, "%s", r->err);
-	return -1;
-}
-
-static la_ssize_t fd_read(struct archive *a, void *ud, const void **buf)
-{
-	struct reader *r = ud;
-	ssize_t n;
-
-	do {
-		if (ls_interrupted)
-			return cb_fail(a, r, LS_ESIGNAL, "interrupted");
-		n = read(r->fd, r->buf, READ_BUF_SIZE);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return cb_fail(a, r, LS_EIO, "%s: %s", r->name, strerror(errno));
-	r->bytes_in += n;
-	*buf = r->buf;
-	return n;
-}
-
-static la_ssize_t mem_read(struct archive *a, void *ud, const void **buf)
-{
-	struct reader *r = ud;
-	size_t n = r->mem_len - r->mem_pos;
-
-	if (ls_interrupted)
-		return cb_fail(a, r, LS_ESIGNAL, "interrupted");
-	if (n > READ_BUF_SIZE)
-		n = READ_BUF_SIZE;
-	*buf = r->mem + r->mem_pos;
-	r->mem_pos += n;
-	r->bytes_in += n;
-	return (la_ssize_t)n;
-}
-
-/* The entry's next bytes after the peek buffer, not consumed yet: 1, 0 at the
- * end, -1 on failure (recorded in r). */
-static int view(struct reader *r, const void **p, size_t *n)
-{
-	const void *b;
-	size_t len;
-	la_int64_t off;
-	int rc;
-
-	for (;;) {
-		if (r->blk_off > r->pos) {
-			uint64_t hole = (uint64_t)(r->blk_off - r->pos);
-
-			*p = zeros;
-			*n = hole < sizeof(zeros) ? (size_t)hole : sizeof(zeros);
-			return 1;
-		}
-		if (r->blk_len > 0) {
-			*p = r->blk;
-			*n = r->blk_len;
-			return 1;
-		}
-		if (r->data_eof)
-			return 0;
-		if (r->broken)
-			return -1;
-		off = r->pos;
-		rc = archive_read_data_block(r->a, &b, &len, &off);
-		if (rc == ARCHIVE_EOF && r->err_class != NULL)
-			rc = ARCHIVE_FATAL; /* a failed read is never a clean end */
-		if (rc == ARCHIVE_EOF) {
-			r->data_eof = 1;
-			if (off > r->pos) /* the entry ends in a hole */
-				r->blk_off = off;
-			continue;
-		}
-		if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
-			archive_err(r, rc, r->path);
-			return -1;
-		}
-		if (off < r->pos) {
-			set_err(r, LS_EARCHIVE, "%s: data blocks out of order", r->path);
-			return -1;
-		}
-		r->blk = b;
-		r->blk_len = len;
-		r->blk_off = off;
-	}
-}
-
-static void consume(struct reader *r, size_t k)
-{
-	if (r->blk_off == r->pos) {
-		r->blk += k;
-		r->blk_len -= k;
-		r->blk_off += k;
-	}
-	r->pos += k;
-}
-
-/* Hands out the entry's next chunk, peeked bytes first; valid until the next call. */
-static int next_chunk(struct reader *r, const void **p, size_t *n)
-{
-	int rc;
-
-	if (r->peek_pos < r->peek_len) {
-		*p = r->peek + r->peek_pos;
-		*n = r->peek_len - r->peek_pos;
-		r->peek_pos = r->peek_len;
-		r->taken += *n;
-		return 1;
-	}
-	rc = view(r, p, n);
-	if (rc == 1) {
-		consume(r, *n);
-		r->taken += *n;
-	}
-	return rc;
-}
-
-static int write_tees(struct reader *r, const void *p, size_t n)
-{
-	struct ls_sink *failed;
-
-	if (ls_sinks_write(r->tees, r->ntees, p, n, &failed) == 0)
-		return 0;
-	r->tee_failed = 1;
-	set_err(r, known_class(failed->ops->class(failed)), "%s",
-		failed->ops->error(failed));
-	return -1;
-}
-
-/* Input of a nested libarchive: the parent's entry data, teed on its way. */
-static la_ssize_t nested_read(struct archive *a, void *ud, const void **buf)
-{
-	struct reader *r = ud;
-	const void *p;
-	size_t n;
-	int rc;
-
-	if (ls_interrupted)
-		return cb_fail(a, r, LS_ESIGNAL, "interrupted");
-	if (r->parent == NULL)
-		return cb_fail(a, r, LS_EIO, "the outer reader was closed");
-	rc = next_chunk(r->parent, &p, &n);
-	if (rc == 0)
-		return 0;
-	if (rc < 0) {
-		take_err(r, r->parent);
-		return cb_fail(a, r, NULL, NULL);
-	}
-	if (write_tees(r, p, n) != 0)
-		return cb_fail(a, r, NULL, NULL);
-	r->bytes_in += n;
-	*buf = p;
-	return (la_ssize_t)n;
-}
-
-/* Feeds what the nested libarchive did not read through the tees. */
-static int drain_parent(struct reader *r)
-{
-	const void *p;
-	size_t n;
-	int rc;
-
-	while ((rc = next_chunk(r->parent, &p, &n)) > 0) {
-		if (ls_interrupted) {
-			set_err(r, LS_ESIGNAL, "interrupted");
-			return -1;
-		}
-		if (write_tees(r, p, n) != 0)
-			return -1;
-	}
-	if (rc < 0) {
-		take_err(r, r->parent);
-		return -1;
-	}
-	return 0;
-}
-
-/* Idempotent; drain: a nested reader first feeds the rest of its input to its tees. */
-static int close_reader(struct reader *r, int drain)
-{
-	int rc = 0;
-
-	if (r->closed)
-		return 0;
-	r->closed = 1;
-	if (r->child != NULL)
-		close_reader(r->child, 0);
-	if (r->a != NULL)
-		archive_read_free(r->a);
-	r->a = NULL;
-	if (r->parent != NULL) {
-		if (drain && r->tee_failed)
-			rc = -1; /* the tees cannot see the whole entry any more */
-		else if (drain)
-			rc = drain_parent(r);
-		r->parent->child = NULL;
-		r->parent = NULL;
-	}
-	if (r->own_fd && r->fd >= 0)
-		close(r->fd);
-	r->fd = -1;
-	free(r->buf);
-	r->buf = NULL;
-	free(r->peek);
-	r->peek = NULL;
-	return rc;
 }
 
 static struct reader *new_reader(lua_State *L, int ntees)
@@ -368,49 +68,10 @@ static int opt_raw(lua_State *L, int idx)
 	return raw;
 }
 
-/* Opens r's libarchive handle on the callback; leaves r or a failure on the
- * stack.  Format detection happens here, so garbage fails here.  A nested
- * reader that fails still feeds the whole entry to its tees, if it can. */
-/* The compressions image archives use, each built into libarchive; not
- * filter_all, which would run external programs on hostile input. */
-static int enable_filters(struct archive *a)
+/* Opens r on its input; leaves r, or a failure, on the stack. */
+static int start(lua_State *L, struct reader *r, int raw)
 {
-	int (*const filters[])(struct archive *) = {
-		archive_read_support_filter_gzip, archive_read_support_filter_zstd,
-		archive_read_support_filter_xz, archive_read_support_filter_bzip2,
-		archive_read_support_filter_lzma, archive_read_support_filter_lz4,
-	};
-
-	for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++)
-		if (filters[i](a) != ARCHIVE_OK)
-			return ARCHIVE_FATAL;
-	return ARCHIVE_OK;
-}
-
-static int start(lua_State *L, struct reader *r, int raw,
-		 archive_read_callback *cb)
-{
-	int rc;
-
-	r->a = archive_read_new();
-	if (r->a == NULL) {
-		close_reader(r, 0);
-		return ls_fail(L, LS_EIO, "%s", strerror(ENOMEM));
-	}
-	rc = enable_filters(r->a);
-	if (rc == ARCHIVE_OK)
-		rc = archive_read_support_format_empty(r->a);
-	if (rc == ARCHIVE_OK)
-		rc = raw ? archive_read_support_format_raw(r->a)
-			 : archive_read_support_format_tar(r->a);
-	if (rc == ARCHIVE_OK)
-		rc = archive_read_open(r->a, r, NULL, cb, NULL);
-	if (rc != ARCHIVE_OK || r->err_class != NULL) {
-		archive_err(r, ARCHIVE_FATAL, r->name);
-		close_reader(r, 1);
-		return push_err(L, r);
-	}
-	return 1;
+	return ls_reader_start(r, raw) == 0 ? 1 : push_err(L, r);
 }
 
 static int l_open(lua_State *L)
@@ -436,10 +97,10 @@ static int l_open(lua_State *L)
 	e = r->fd < 0 ? errno : fstat(r->fd, &st) != 0 ? errno
 		: S_ISDIR(st.st_mode) ? EISDIR : 0;
 	if (e != 0) {
-		close_reader(r, 0);
+		ls_reader_close(r, 0);
 		return ls_fail(L, LS_EIO, "%s: %s", r->name, strerror(e));
 	}
-	return start(L, r, raw, fd_read);
+	return start(L, r, raw);
 }
 
 static int l_open_memory(lua_State *L)
@@ -454,7 +115,7 @@ static int l_open_memory(lua_State *L)
 	r->name = "memory";
 	r->mem = (const unsigned char *)s;
 	r->mem_len = len;
-	return start(L, r, raw, mem_read);
+	return start(L, r, raw);
 }
 
 /* The reader at argument 1, open, not lent to a nested reader, and on an entry if need_entry. */
@@ -538,7 +199,7 @@ static int l_next(lua_State *L)
 		return 1;
 	}
 	if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
-		archive_err(r, rc, r->name);
+		ls_reader_archive_err(r, rc, r->name);
 		return push_err(L, r);
 	}
 	name = archive_entry_pathname(e);
@@ -612,7 +273,7 @@ static int l_peek(lua_State *L)
 		r->peek_cap = cap;
 	}
 	while (r->peek_len < n) {
-		rc = view(r, &p, &avail);
+		rc = ls_reader_view(r, &p, &avail);
 		if (rc == 0)
 			break;
 		if (rc < 0)
@@ -620,7 +281,7 @@ static int l_peek(lua_State *L)
 		if (avail > n - r->peek_len)
 			avail = n - r->peek_len;
 		memcpy(r->peek + r->peek_len, p, avail);
-		consume(r, avail);
+		ls_reader_consume(r, avail);
 		r->peek_len += avail;
 	}
 	lua_pushlstring(L, (const char *)r->peek, r->peek_len < n ? r->peek_len : n);
@@ -642,7 +303,7 @@ static int l_read(lua_State *L)
 		return ls_fail(L, LS_EARCHIVE, "%s: entry too large (%I bytes, limit %I)",
 			       r->path, (lua_Integer)r->size, max);
 	luaL_buffinit(L, &b);
-	while ((rc = next_chunk(r, &p, &n)) > 0) {
+	while ((rc = ls_reader_next_chunk(r, &p, &n)) > 0) {
 		if (ls_interrupted)
 			return ls_fail(L, LS_ESIGNAL, "interrupted");
 		total += (int64_t)n;
@@ -671,11 +332,11 @@ static int l_pipe(lua_State *L)
 	sinks = lua_newuserdatauv(L, (nsinks + 1) * sizeof(*sinks), 0);
 	for (int i = 0; i < nsinks; i++)
 		sinks[i] = ls_checksink(L, i + 2);
-	while ((rc = next_chunk(r, &p, &n)) > 0) {
+	while ((rc = ls_reader_next_chunk(r, &p, &n)) > 0) {
 		if (ls_interrupted)
 			return ls_fail(L, LS_ESIGNAL, "interrupted");
 		if (ls_sinks_write(sinks, nsinks, p, n, &failed) != 0)
-			return ls_fail(L, known_class(failed->ops->class(failed)),
+			return ls_fail(L, ls_reader_known_class(failed->ops->class(failed)),
 				       "%s", failed->ops->error(failed));
 		total += (lua_Integer)n;
 	}
@@ -699,7 +360,7 @@ static int l_skip(lua_State *L)
 		return push_err(L, r);
 	rc = archive_read_data_skip(r->a);
 	if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
-		archive_err(r, rc, r->path);
+		ls_reader_archive_err(r, rc, r->path);
 		return push_err(L, r);
 	}
 	lua_pushboolean(L, 1);
@@ -731,7 +392,7 @@ static int l_nested(lua_State *L)
 	c->name = r->path;
 	c->parent = r;
 	r->child = c;
-	return start(L, c, raw, nested_read);
+	return start(L, c, raw);
 }
 
 static int l_bytes_in(lua_State *L)
@@ -742,11 +403,18 @@ static int l_bytes_in(lua_State *L)
 	return 1;
 }
 
+const _Atomic uint64_t *ls_archive_bytes_in(lua_State *L, int idx)
+{
+	struct reader *r = luaL_checkudata(L, idx, READER_MT);
+
+	return &r->bytes_in;
+}
+
 static int l_close(lua_State *L)
 {
 	struct reader *r = luaL_checkudata(L, 1, READER_MT);
 
-	if (close_reader(r, 1) != 0)
+	if (ls_reader_close(r, 1) != 0)
 		return ls_fail(L, r->err_class ? r->err_class : LS_EARCHIVE,
 			       "%s", r->err);
 	lua_pushboolean(L, 1);
@@ -756,14 +424,14 @@ static int l_close(lua_State *L)
 static int l_gc(lua_State *L)
 {
 	/* Collected unclosed: no I/O into sinks that may be finished already. */
-	close_reader(luaL_checkudata(L, 1, READER_MT), 0);
+	ls_reader_close(luaL_checkudata(L, 1, READER_MT), 0);
 	return 0;
 }
 
 static int l_tbc(lua_State *L)
 {
 	/* Leaving a scope by error: just release, the tees are of no use. */
-	close_reader(luaL_checkudata(L, 1, READER_MT), lua_isnil(L, 2));
+	ls_reader_close(luaL_checkudata(L, 1, READER_MT), lua_isnil(L, 2));
 	return 0;
 }
 

@@ -5,16 +5,7 @@
 #include <stddef.h>
 #include <lua.h>
 
-/* Class of a bad command line or output directory: exit 2.  sink.h lists
- * the classes the data path reports; this one only comes from fs.stage. */
-#ifndef LS_EUSAGE
-#define LS_EUSAGE "usage"
-#endif
-
-/* Removes every staging directory that was created and not yet committed.
- * Never follows a symlink.  Safe to call repeatedly; not signal-safe, so the
- * host calls it once the data loop has stopped. */
-void ls_fs_cleanup(void);
+#include "stage.h" /* ls_fs_cleanup, which the host calls */
 
 /* Creates path exclusively (mode 0644, never through a symlink): an fd, or
  * -1 with errno set. */
@@ -22,6 +13,12 @@ int ls_fs_create(const char *path);
 /* Writes all of buf, retrying partial writes and EINTR.  0, or -1 with
  * errno set (EINTR when ls_interrupted stopped it). */
 int ls_fs_write_all(int fd, const void *buf, size_t len);
+
+/* For the parts of the module in stage.c and fswriter.c: argument arg as a
+ * path (raises if it is empty or has a NUL byte), and the failure
+ * nil, "<path>: <strerror>", "io" ("signal" for EINTR after a signal). */
+const char *ls_fs_checkpath(lua_State *L, int arg);
+int ls_fs_fail_errno(lua_State *L, const char *path, int err);
 
 int luaopen_layersplit_fs(lua_State *L);
 

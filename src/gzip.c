@@ -1,4 +1,5 @@
 /* gzip.c: layersplit.gzip, the parallel gzip writer and the inflater as sinks. */
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -141,19 +142,31 @@ static const struct ls_deflate_engine *opt_engine(lua_State *L)
 	return NULL;
 }
 
+/* CPUs this process may run on: a cpuset or taskset limits it below the
+ * online count, and more workers than CPUs only cost memory. */
+static int usable_cpus(void)
+{
+	cpu_set_t set;
+	long n = 0;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		n = CPU_COUNT(&set);
+	if (n < 1)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (int)n;
+}
+
 static int l_writer(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	const struct ls_deflate_engine *eng = opt_engine(L);
 	char what[32], err[512];
-	long online = sysconf(_SC_NPROCESSORS_ONLN);
-	int level, threads;
+	int level, threads, cpus = usable_cpus();
 	struct writer *w;
 
 	snprintf(what, sizeof(what), "%s level", eng->name);
 	level = opt_int(L, "level", eng->default_level, eng->min_level, eng->max_level, what);
-	online = online < 1 ? 1 : online > MAX_THREADS ? MAX_THREADS : online;
-	threads = opt_int(L, "threads", (int)online, 1, MAX_THREADS, "threads");
+	threads = opt_int(L, "threads", cpus, 1, MAX_THREADS, "threads");
 	w = lua_newuserdatauv(L, sizeof(*w), 1);
 	/* Owned by Lua before the threads exist, so nothing leaks on error. */
 	memset(w, 0, sizeof(*w));

@@ -82,21 +82,35 @@ struct ls_gzwrite {
 };
 
 /* Records the first failure; later ones are consequences.  Caller holds mu. */
+static void vfail_locked(struct ls_gzwrite *gz, const char *class, const char *fmt, va_list ap)
+{
+	if (atomic_load(&gz->failed))
+		return;
+	vsnprintf(gz->errmsg, sizeof(gz->errmsg), fmt, ap);
+	gz->errclass = class;
+	atomic_store(&gz->failed, 1);
+	/* The caller may be waiting for a slot that will now never come free. */
+	pthread_cond_broadcast(&gz->free_cv);
+}
+
 static void fail_locked(struct ls_gzwrite *gz, const char *class, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (atomic_load(&gz->failed))
-		return;
 	va_start(ap, fmt);
-	vsnprintf(gz->errmsg, sizeof(gz->errmsg), fmt, ap);
+	vfail_locked(gz, class, fmt, ap);
 	va_end(ap);
-	gz->errclass = class;
-	atomic_store(&gz->failed, 1);
-	/* Everyone waiting must see it: the caller may wait on a slot forever. */
-	pthread_cond_broadcast(&gz->free_cv);
-	pthread_cond_broadcast(&gz->done_cv);
-	pthread_cond_broadcast(&gz->work_cv);
+}
+
+static void fail(struct ls_gzwrite *gz, const char *class, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&gz->mu);
+	va_start(ap, fmt);
+	vfail_locked(gz, class, fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&gz->mu);
 }
 
 /* Waits on cv for at most WAIT_NS, so the caller notices signals. */
@@ -128,6 +142,8 @@ static int write_all(int fd, const unsigned char *buf, size_t len)
 				continue;
 			return errno;
 		}
+		if (n == 0)
+			return EIO; /* a write that makes no progress would loop */
 		buf += n;
 		len -= (size_t)n;
 	}
@@ -307,9 +323,7 @@ int ls_gzwrite_write(struct ls_gzwrite *gz, const void *buf, size_t len)
 		memcpy(s->in + DICT + s->len, p, n);
 		/* Hash the piece just copied while it is still in cache. */
 		if (!EVP_DigestUpdate(gz->in_md, p, n)) {
-			pthread_mutex_lock(&gz->mu);
-			fail_locked(gz, LS_EIO, "%s: sha256: EVP_DigestUpdate failed", gz->path);
-			pthread_mutex_unlock(&gz->mu);
+			fail(gz, LS_EIO, "%s: sha256: EVP_DigestUpdate failed", gz->path);
 			return -1;
 		}
 		s->len += n;
@@ -391,11 +405,8 @@ int ls_gzwrite_finish(struct ls_gzwrite *gz, struct ls_gzwrite_result *r)
 	stop_threads(gz);
 	if (gz->fd >= 0) {
 		/* NFS and quotas report write errors only at close. */
-		if (close(gz->fd) != 0) {
-			pthread_mutex_lock(&gz->mu);
-			fail_locked(gz, LS_EIO, "%s: %s", gz->path, strerror(errno));
-			pthread_mutex_unlock(&gz->mu);
-		}
+		if (close(gz->fd) != 0)
+			fail(gz, LS_EIO, "%s: %s", gz->path, strerror(errno));
 		gz->fd = -1;
 	}
 	ok = !atomic_load(&gz->failed);
@@ -404,9 +415,7 @@ int ls_gzwrite_finish(struct ls_gzwrite *gz, struct ls_gzwrite_result *r)
 		r->out_size = gz->out_size;
 		if (digest_hex(gz->in_md, r->in_sha256) != 0 ||
 		    digest_hex(gz->out_md, r->out_sha256) != 0) {
-			pthread_mutex_lock(&gz->mu);
-			fail_locked(gz, LS_EIO, "%s: sha256: EVP_DigestFinal_ex failed", gz->path);
-			pthread_mutex_unlock(&gz->mu);
+			fail(gz, LS_EIO, "%s: sha256: EVP_DigestFinal_ex failed", gz->path);
 			ok = 0;
 		}
 	}

@@ -14,6 +14,8 @@
 #include "fs.h"
 #include "gzip.h"
 #include "host.h"
+#include "repl.h"
+#include "progress.h"
 #include "sink.h"
 
 int luaopen_cjson(lua_State *L);
@@ -72,6 +74,8 @@ static const luaL_Reg c_modules[] = {
 	{"layersplit.fs", luaopen_layersplit_fs},
 	{"layersplit.gzip", luaopen_layersplit_gzip},
 	{"layersplit.host", luaopen_layersplit_host},
+	{"layersplit.repl", luaopen_layersplit_repl},
+	{"layersplit.progress", luaopen_layersplit_progress},
 	{"cjson", luaopen_cjson},
 	{NULL, NULL}
 };
@@ -166,6 +170,31 @@ static const struct {
 	{"archive", 1}, {"usage", 2}, {"io", 3}, {"policy", 4}, {NULL, 4}
 };
 
+/* A refused allocation that Lua's emergency collection made good sets
+ * hit_limit too, so only Lua's own out-of-memory messages count. */
+static int is_memory_error(const char *message, const struct heap *h)
+{
+	if (message == NULL)
+		return 0;
+	if (strcmp(message, "not enough memory") == 0)
+		return 1;
+	/* The message handler itself could not allocate. */
+	return h->hit_limit && strcmp(message, "error in error handling") == 0;
+}
+
+/* A byte count as --max-memory takes it: "8 MiB", "100 KiB", "1000 bytes". */
+static void format_size(char *buf, size_t len, size_t n)
+{
+	static const char *const units[] = {"bytes", "KiB", "MiB", "GiB"};
+	int u = 0;
+
+	while (u < 3 && n != 0 && n % 1024 == 0) {
+		n /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%zu %s", n, units[u]);
+}
+
 int ls_host_report(lua_State *L, int verbose)
 {
 	struct heap *h = heap_of(L);
@@ -187,15 +216,23 @@ int ls_host_report(lua_State *L, int verbose)
 	} else {
 		message = lua_tostring(L, -1);
 	}
-	if (h->hit_limit) {
-		class = "io";
-		fprintf(stderr, "layersplit: Lua heap limit of %zu MiB reached "
-			"(raise it with --max-memory)\n", h->limit >> 20);
-	} else if (ls_interrupted) {
+	if (ls_interrupted) {
 		class = "signal";
 		const char *name = sigabbrev_np(ls_interrupted);
 
-		fprintf(stderr, "layersplit: interrupted by SIG%s\n", name ? name : "?");
+		fprintf(stderr, "layersplit: interrupted by SIG%s: output discarded\n",
+			name ? name : "?");
+	} else if (is_memory_error(message, h)) {
+		char size[32];
+
+		class = "io";
+		format_size(size, sizeof(size), h->limit);
+		if (h->hit_limit)
+			fprintf(stderr, "layersplit: out of memory: Lua heap limit of %s "
+				"reached (raise it with --max-memory)\n", size);
+		else
+			fputs("layersplit: out of memory: the system refused an allocation\n",
+			      stderr);
 	} else {
 		fprintf(stderr, "layersplit: %s\n", message ? message : "unknown error");
 	}

@@ -10,7 +10,7 @@ tarkit.py, the way docker <= 24, docker >= 25 (classic store) and docker >= 25
 (containerd store) write them.  Hostile archives for the error tests are made
 from a small valid one by Python.
 
-The cache is rebuilt when this file or tarkit.py changes.  Run directly to
+The cache is rebuilt when this file, tarkit.py or fixtures_hostile.py changes.  Run directly to
 (re)build and list:  python3 tests/fixtures.py
 """
 import gzip
@@ -64,7 +64,7 @@ LAYOUTS = {
 
 def fixture_key():
     h = hashlib.sha256()
-    for name in ("fixtures.py", "tarkit.py"):
+    for name in ("fixtures.py", "tarkit.py", "fixtures_hostile.py"):
         h.update((HERE / name).read_bytes())
     return h.hexdigest()[:16]
 
@@ -472,6 +472,8 @@ def build(d):
     dirs = skopeo_dirs(L, work)
     build_layouts(d, work, dirs)
     build_hostile(d)
+    import fixtures_hostile  # more hostile cases, and the fuzzer's seeds
+    fixtures_hostile.build(d)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 local errors = require "layersplit.errors"
 local gzip = require "layersplit.gzip"
 local host = require "layersplit.host"
+local json = require "layersplit.json"
 
 local raise = errors.raise
 
@@ -10,6 +11,7 @@ local cli = {}
 cli.usage = [[
 usage: layersplit [OPTIONS] ARCHIVE|- OUTDIR
        layersplit run SCRIPT.lua [ARGS...]
+       layersplit repl [ARCHIVE]
 
 Reads an image archive (docker save, podman save, skopeo docker-archive or
 oci-archive, docker >= 25, OCI layout tar; optionally gzip/zstd/xz/bzip2
@@ -18,24 +20,38 @@ or empty: one <layer_id>.tar.gz per layer, the config, manifest.json,
 digests.json and repositories.  "-" reads standard input.
 
 options:
-  --policy NAME|FILE  the policy that decides what goes where
-                      (bundled: launchpad, the default; or a Lua file)
+  --policy NAME|FILE  the policy that decides what goes where: launchpad
+                      (the default), oci-layout, files-list, or a Lua file
   --set KEY=VALUE     a setting for the policy (repeatable)
   --level N           compression level: zlib 1-9 (default 6), isal 0-3 (default 1)
   --engine NAME       compression engine: zlib (default) or isal
   -j, --jobs N        compression threads (default: online CPUs)
   --v2metadata DIR    docker's v2metadata-by-diffid directory: keep the
                       registry digests it records
-  --max-memory N      cap on the Lua heap, bytes with an optional K, M or G
-                      suffix (default 256M)
+  --max-memory N      cap on the Lua heap (the archive's metadata, not its
+                      data), bytes with an optional K, M or G suffix
+                      (default 256M; 0: no cap); reaching it is exit 3
   --trace             one line on stderr per archive entry with the decision
+  --progress WHEN     a progress line on stderr: auto (the default: when
+                      stderr is a terminal, without --trace, --verbose or
+                      --quiet), always or never
+  --json              on success, a JSON summary on stdout (images, layers,
+                      digests, sizes, bytes in, time) instead of the summary
   -v, --verbose       more detail, and a traceback with errors
   -q, --quiet         no summary
   -h, --help          this help
   --version           the version
 
+"run" runs a Lua script with the layersplit modules loaded (`arg` as in lua;
+the script's return value, if an integer, is the exit status).  "repl" is a
+Lua prompt with the modules as globals (layersplit, archive, gzip, digest, fs,
+json, image); with ARCHIVE, `reader` is archive.open(ARCHIVE) and entries()
+lists its entries.  Ctrl-C stops a statement, Ctrl-D ends the session, and
+statements can also come from a pipe.  See SCRIPTING.md.
+
 exit status: 0 success, 1 the archive or its content was rejected, 2 usage
-error, 3 I/O or system error, 4 a policy script failed, 128+N a signal.
+error, 3 I/O or system error, 4 a policy script (or a REPL statement) failed,
+128+N a signal.
 ]]
 
 -- name -> {key, takes_value}
@@ -49,6 +65,8 @@ local options = {
 	["v2metadata"] = {"v2metadata", true},
 	["max-memory"] = {"max_memory", true},
 	["trace"] = {"trace", false},
+	["progress"] = {"progress", true},
+	["json"] = {"json", false},
 	["verbose"] = {"verbose", false},
 	["v"] = {"verbose", false},
 	["quiet"] = {"quiet", false},
@@ -138,7 +156,12 @@ local function parse_size(text)
 		usage_error("--max-memory " .. text, "expected a size such as 512M")
 	end
 	local scale = ({[""] = 1, k = 1 << 10, m = 1 << 20, g = 1 << 30})[suffix:lower()]
-	return math.tointeger(tonumber(n) * scale)
+	local bytes = (tonumber(n) + 0.0) * scale -- a float: no integer wraparound
+	local size = bytes <= 2 ^ 40 and math.tointeger(bytes)
+	if not size then
+		usage_error("--max-memory " .. text, "too large (at most 1024G; 0 for no cap)")
+	end
+	return size
 end
 
 local function parse_integer(name, text, low, high)
@@ -178,19 +201,75 @@ function cli.validate(opts)
 	if opts.max_memory then
 		opts.max_memory = parse_size(opts.max_memory)
 	end
+	opts.progress = opts.progress or "auto"
+	if not ({auto = true, always = true, never = true})[opts.progress] then
+		usage_error("--progress " .. opts.progress, "expected auto, always or never")
+	end
 	return opts
 end
 
+local function human_bytes(n)
+	local units, u = {"KiB", "MiB", "GiB", "TiB"}, 0
+	if n < 1024 then
+		return string.format("%.0f B", n)
+	end
+	while n >= 1024 and u < #units do
+		n, u = n / 1024, u + 1
+	end
+	return string.format("%.1f %s", n, units[u])
+end
+
+-- ctx.summary.images: the policy's list of images, or just their number.
+local function image_count(s)
+	return type(s.images) == "table" and #s.images or s.images or 0
+end
+
+-- One line on stderr for people.
 local function summary(ctx)
 	local s = ctx.summary
-	io.stderr:write(string.format("layersplit: %s: %d image%s, %d layer file%s written\n",
-		ctx.outdir, s.images or 0, s.images == 1 and "" or "s",
-		s.layers or 0, s.layers == 1 and "" or "s"))
+	local images = image_count(s)
+	local parts = {
+		string.format("%d image%s", images, images == 1 and "" or "s"),
+		string.format("%d layer file%s", s.layers or 0, s.layers == 1 and "" or "s"),
+	}
+	if s.bytes_in then
+		parts[#parts + 1] = human_bytes(s.bytes_in) .. " read"
+	end
+	if s.bytes_out then
+		parts[#parts + 1] = human_bytes(s.bytes_out) .. " written"
+	end
+	if s.seconds then
+		local rate = s.bytes_in and s.seconds > 0
+			and ", " .. human_bytes(s.bytes_in / s.seconds) .. "/s" or ""
+		parts[#parts + 1] = string.format("in %.2f s%s", s.seconds, rate)
+	end
+	io.stderr:write("layersplit: ", ctx.outdir, ": ", table.concat(parts, ", "), "\n")
+end
+
+-- The --json summary for build scripts: the run's numbers and the images
+-- and layers the policy reported in ctx.summary.
+local function json_summary(ctx)
+	local s = ctx.summary
+	local seconds = s.seconds or 0
+	return json.encode({
+		input = ctx.input,
+		outdir = ctx.outdir,
+		policy = ctx.options.policy,
+		entries = s.entries,
+		bytes_in = s.bytes_in,
+		bytes_out = s.bytes_out,
+		layers = s.layers,
+		seconds = math.floor(seconds * 1000 + 0.5) / 1000,
+		bytes_per_second = seconds > 0 and s.bytes_in and math.floor(s.bytes_in / seconds) or 0,
+		images = json.array(type(s.images) == "table" and s.images or {}),
+	}) .. "\n"
 end
 
 function cli.main(args)
 	if args[1] == "run" then
 		return cli.run_script(args)
+	elseif args[1] == "repl" then
+		return cli.repl(args)
 	end
 	local opts = cli.parse(args)
 	host.set_verbose(opts.verbose)
@@ -206,7 +285,9 @@ function cli.main(args)
 		host.set_memory_limit(opts.max_memory)
 	end
 	local ctx = require("layersplit.driver").run(opts)
-	if not opts.quiet then
+	if opts.json then
+		io.stdout:write(json_summary(ctx))
+	elseif not opts.quiet then
 		summary(ctx)
 	end
 	return 0
@@ -222,9 +303,55 @@ function cli.run_script(args)
 	if not chunk then
 		raise(io.open(script) and "policy" or "usage", err)
 	end
-	_G.arg = table.move(args, 2, #args, 0, {})
+	_G.arg = table.move(args, 1, #args, -1, {[-2] = "layersplit"})
 	local status = chunk(table.unpack(args, 3))
 	return math.tointeger(status) or 0
+end
+
+-- Lists the entries left in a reader (by default the global `reader`),
+-- consuming it: type, size, path and link target, one line each.
+local function list_entries(reader)
+	reader = reader or _G.reader
+	local count = 0
+	while true do
+		local entry = errors.check(reader:next())
+		if entry == nil then
+			return count
+		end
+		count = count + 1
+		print(string.format("%-8s %12d  %s%s", entry.type, entry.size or 0, entry.path,
+			entry.target and " -> " .. entry.target or ""))
+	end
+end
+
+-- layersplit repl [ARCHIVE]: a Lua prompt with the modules as globals.
+function cli.repl(args)
+	local path = args[2]
+	if #args > 2 then
+		usage_error("repl", "expected at most one ARCHIVE")
+	elseif path == "-" or (path and path:sub(1, 1) == "-") then
+		usage_error("repl " .. path, "expected an archive file (statements come from standard input)")
+	end
+	local layersplit = require "layersplit"
+	_G.layersplit = layersplit
+	for _, name in ipairs {"archive", "gzip", "digest", "fs", "json", "image"} do
+		_G[name] = layersplit[name]
+	end
+	local banner = string.format("layersplit %s REPL (%s): layersplit, archive, gzip, digest, fs, json, image",
+		host.version, _VERSION)
+	if path then
+		_G.ARCHIVE = path
+		_G.reader = errors.check(layersplit.archive.open(path))
+		_G.entries = list_entries
+		banner = banner .. ";\nreader = archive.open(ARCHIVE), entries() lists it"
+	end
+	local home = os.getenv("HOME")
+	local failed, interactive = require("layersplit.repl").run {
+		history = home and home ~= "" and home .. "/.layersplit_history" or nil,
+		banner = banner .. ".  Ctrl-D ends.\n",
+	}
+	-- Statements from a pipe are a script: its failure shows in the status.
+	return failed > 0 and not interactive and 4 or 0
 end
 
 return cli

@@ -5,6 +5,7 @@ local archive = require "layersplit.archive"
 local errors = require "layersplit.errors"
 local fs = require "layersplit.fs"
 local gzip = require "layersplit.gzip"
+local progress = require "layersplit.progress"
 
 local check, raise = errors.check, errors.raise
 
@@ -78,21 +79,50 @@ function Context:fail(class, what, why)
 	raise(class, what, why)
 end
 
+-- Control characters in a name as \ddd, so each entry stays one line.
+local function printable(s)
+	return (s:gsub("[%c\\]", function(c) return string.format("\\%03d", c:byte()) end))
+end
+
+-- "trace: <path> [<type>[ -> <target>], <size> bytes]: <action>"
 local function trace_line(entry, action)
 	local what = entry.type
 	if entry.target then
-		what = what .. " -> " .. entry.target
+		what = what .. " -> " .. printable(entry.target)
 	end
 	io.stderr:write(string.format("trace: %s [%s, %d bytes]: %s\n",
-		entry.path, what, entry.size or 0, tostring(action or "skip")))
+		printable(entry.path), what, entry.size or 0, printable(tostring(action or "skip"))))
+end
+
+-- The progress line on stderr: "auto" shows it on a terminal, unless other
+-- lines go there (--trace, --verbose) or none should (--quiet).
+local function start_progress(opts, reader)
+	local mode = opts.progress or "auto"
+	if mode == "never" or (mode == "auto" and (opts.quiet or opts.trace or opts.verbose
+		or not progress.is_terminal())) then
+		return nil
+	end
+	-- No progress line is no reason to fail the run.
+	return (progress.start(reader, {total = progress.input_size(opts.input)}))
+end
+
+-- opts.input_data, when set, is the archive itself as a string (the fuzzer
+-- uses it); opts.input then only names it in messages.
+local function open_input(opts)
+	if opts.input_data then
+		return archive.open_memory(opts.input_data)
+	end
+	return archive.open(opts.input)
 end
 
 -- opts: input, outdir, policy, level, engine, jobs, v2metadata, settings,
--- trace, verbose, quiet.  Returns the context (its summary for the caller).
+-- trace, verbose, quiet, progress.  Returns the context (its summary for the caller).
 function driver.run(opts)
+	local started = progress.clock()
 	local policy = driver.load_policy(opts.policy)
 	local stage = check(fs.stage(opts.outdir))
-	local reader <close> = check(archive.open(opts.input))
+	local reader <close> = check(open_input(opts))
+	local meter <close> = start_progress(opts, reader)
 	local ctx = setmetatable({
 		options = opts,
 		settings = opts.settings or {},
@@ -115,7 +145,13 @@ function driver.run(opts)
 			break
 		end
 		ctx.summary.entries = ctx.summary.entries + 1
+		if meter then
+			meter:label(entry.path)
+		end
 		local action = call_hook("entry", policy.entry, ctx, entry)
+		if meter and type(action) == "string" and action:find("^layer") then
+			meter:layer_done()
+		end
 		if opts.trace then
 			trace_line(entry, action)
 		end
@@ -130,6 +166,10 @@ function driver.run(opts)
 	ctx.summary.bytes_in = reader:bytes_in()
 	reader:close()
 	check(fs.commit(stage, opts.outdir))
+	if meter then
+		meter:stop()
+	end
+	ctx.summary.seconds = progress.clock() - started
 	return ctx
 end
 

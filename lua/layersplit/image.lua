@@ -17,6 +17,7 @@ local check, raise = errors.check, errors.raise
 local image = {}
 
 image.max_link_hops = 40
+image.max_name = 255 -- NAME_MAX: an output file name longer than this can't exist
 image.max_index_depth = 8
 
 -- What a blob is, from its first bytes.
@@ -114,11 +115,16 @@ function Store:add_link(entry)
 	return "link"
 end
 
+-- A staging name no layer file can have: those all end in ".tar.gz".
+local function temp_name(self)
+	self.count = self.count + 1
+	return string.format(".layer-%d.tmp", self.count)
+end
+
 local function staged_name(self, layer_id)
 	local name = layer_id .. ".tar.gz"
-	if self.files[name] then
-		self.count = self.count + 1
-		name = string.format(".layer-%d.tar.gz", self.count)
+	if self.files[name] or #name > image.max_name then
+		return temp_name(self)
 	end
 	return name
 end
@@ -126,8 +132,7 @@ end
 -- Rewrites a kept gzip file that has several members as one member.
 local function recompress(self, record)
 	local old = record.file
-	local name = string.format(".layer-%d.tar.gz", self.count + 1)
-	self.count = self.count + 1
+	local name = temp_name(self)
 	local r <close> = check(archive.open(self.ctx:path(old), {format = "raw"}))
 	check(r:next())
 	local w = self.ctx:gzip_writer(name)
@@ -140,17 +145,31 @@ local function recompress(self, record)
 	record.kept = false
 end
 
+-- Pushes the rest of the current entry into the sinks; with `visit`, the data
+-- is also read as a tar (decompressed as needed) by visit(nested reader), in
+-- the same pass: every byte the nested reader consumes is teed into the sinks.
+local function feed(reader, visit, ...)
+	if not visit then
+		check(reader:pipe(...))
+		return
+	end
+	local nested <close> = check(reader:nested({format = "tar"}, ...))
+	visit(nested)
+	check(nested:close())
+end
+
 -- Streams the current entry, a layer blob of `kind`, into a gzip file in the
 -- staging directory, hashing it on the way.  A single-member gzip blob is kept
--- byte for byte; anything else is compressed as one gzip member.
-function Store:stream_layer(entry, kind)
+-- byte for byte; anything else is compressed as one gzip member.  visit, if
+-- given, reads the layer's own tar as it streams past (see feed).
+local function stream_layer(self, entry, kind, visit)
 	local ctx, reader = self.ctx, self.ctx.reader
 	local layer_id = image.layer_id(entry.path)
 	local name = staged_name(self, layer_id)
 	local record = {path = entry.path, layer_id = layer_id, file = name, kind = kind}
 	if kind == "tar" then
 		local w = ctx:gzip_writer(name)
-		check(reader:pipe(w))
+		feed(reader, visit, w)
 		local result = check(w:close())
 		record.diff_id = "sha256:" .. result.in_sha256
 		record.digest, record.size, record.out_size =
@@ -160,7 +179,7 @@ function Store:stream_layer(entry, kind)
 		local file = check(fs.writer(ctx:path(name)))
 		local compressed, uncompressed = digest.sha256(), digest.sha256()
 		local inflater = gzip.inflater(uncompressed)
-		check(reader:pipe(file, compressed, inflater))
+		feed(reader, visit, file, compressed, inflater)
 		record.out_size = check(file:close())
 		local info = check(inflater:close())
 		record.diff_id = "sha256:" .. uncompressed:hex()
@@ -174,7 +193,7 @@ function Store:stream_layer(entry, kind)
 		local nested <close> = check(reader:nested({format = "raw"}))
 		check(nested:next())
 		local w = ctx:gzip_writer(name)
-		check(nested:pipe(w))
+		feed(nested, visit, w)
 		local result = check(w:close())
 		check(nested:close())
 		record.diff_id = "sha256:" .. result.in_sha256
@@ -187,13 +206,32 @@ function Store:stream_layer(entry, kind)
 	return "layer " .. kind .. (record.kept and ", kept" or ", compressed")
 end
 
+-- stream_layer, with the entry named in the input's faults (a corrupt gzip
+-- blob reports from inside the inflater, which does not know the entry).
+function Store:stream_layer(entry, kind, visit)
+	local ok, result = xpcall(stream_layer, function(e)
+		if errors.is_error(e) then
+			if e.class == "archive" and e.message:sub(1, #entry.path + 2) ~= entry.path .. ": " then
+				e.message = entry.path .. ": " .. e.message
+			end
+			e.traceback = e.traceback or debug.traceback(nil, 2)
+		end
+		return e
+	end, self, entry, kind, visit)
+	if not ok then
+		error(result, 0)
+	end
+	return result
+end
+
 -- Follows links from an archive path to the entry that holds the data.
 function Store:resolve(path, what)
 	local hops, start = 0, path
 	while self.links[path] do
 		hops = hops + 1
 		if hops > image.max_link_hops then
-			raise("archive", start, "link loop")
+			raise("archive", start, string.format(
+				"link loop (or a chain of more than %d links)", image.max_link_hops))
 		end
 		path = self.links[path].target
 	end
@@ -348,6 +386,7 @@ local function images_from_index(self)
 				end
 				images[#images + 1] = {
 					what = path,
+					platform = type(descriptor.platform) == "table" and descriptor.platform or nil,
 					config_path = config_path,
 					config = self:document(config_path, path .. " config"),
 					repo_tags = repo_tags_from(merged),
@@ -364,13 +403,19 @@ end
 -- one, else from index.json.
 function Store:images()
 	self:check_links()
+	local images, source
 	if self.seen["manifest.json"] then
-		return images_from_manifest(self)
+		images, source = images_from_manifest(self), "manifest.json"
 	elseif self.seen["index.json"] then
-		return images_from_index(self)
+		images, source = images_from_index(self), "index.json"
+	else
+		raise("archive", self.ctx.input == "-" and "<stdin>" or self.ctx.input,
+			"not an image archive: no manifest.json or index.json")
 	end
-	raise("archive", self.ctx.input == "-" and "<stdin>" or self.ctx.input,
-		"not an image archive: no manifest.json or index.json")
+	if #images == 0 then
+		raise("archive", source, "lists no images")
+	end
+	return images
 end
 
 -- The config's rootfs.diff_ids, checked against the image's layers.
@@ -406,6 +451,10 @@ end
 -- or a copy of it.
 function Store:place(record, name)
 	local existing = self.files[name]
+	if #name > image.max_name then
+		raise("archive", record.path, string.format(
+			"layer file name too long (%d bytes, limit %d)", #name, image.max_name))
+	end
 	if existing == record or (existing and existing.digest == record.digest) then
 		self.placed[name] = true
 		return name
@@ -413,9 +462,11 @@ function Store:place(record, name)
 		raise("archive", name, "two different layers have the same layer_id")
 	elseif existing then
 		-- another layer was staged under this name: move it out of the way
-		self.count = self.count + 1
-		local moved = string.format(".layer-%d.tar.gz", self.count)
-		check(os.rename(self.ctx:path(name), self.ctx:path(moved)))
+		local moved = temp_name(self)
+		local ok, err = os.rename(self.ctx:path(name), self.ctx:path(moved))
+		if not ok then
+			raise("io", err)
+		end
 		existing.file, self.files[moved], self.files[name] = moved, existing, nil
 	end
 	check(fs.copy(self.ctx:path(record.file), self.ctx:path(name)))

@@ -41,7 +41,13 @@ function json.decode(text)
 	end
 	local ok, value = pcall(cjson.decode, text)
 	if not ok then
+		if value == "not enough memory" then
+			error(value, 0) -- the heap limit, not the document, is at fault
+		end
 		value = tostring(value):gsub("^.-:%d+: ", "")
+		if value:find("too many nested data structures", 1, true) then
+			value = string.format("nested deeper than %d levels (%s)", json.max_depth, value)
+		end
 		return nil, "invalid JSON: " .. value, "archive"
 	end
 	return value

@@ -62,22 +62,28 @@ end
 function policy.finish(ctx)
 	local store = ctx.store
 	local manifest, digests = json.array(), json.array()
-	local layer_files = {}
+	local layer_files, reported = {}, {}
 	for _, img in ipairs(store:images()) do
 		local config_name = digest.sha256_hex(img.config) .. ".json"
 		store:write(config_name, img.config)
 		local diff_ids, records = store:check_diff_ids(img)
-		local layers, map = json.array(), {}
+		local layers, map, report = json.array(), {}, json.array()
 		for i, path in ipairs(img.layers) do
 			local record = records[i]
 			local layer_id = image.layer_id(path) or record.layer_id
-			layer_files[store:place(record, layer_id .. ".tar.gz")] = true
+			local file = store:place(record, layer_id .. ".tar.gz")
+			layer_files[file] = record.out_size
 			layers[i] = layer_id .. "/layer.tar"
 			local entry = {digest = record.digest, source = "", layer_id = layer_id}
+			-- For --json: what the run did with the layer.
+			report[i] = {layer_id = layer_id, diff_id = diff_ids[i], digest = record.digest,
+				file = file, compressed_size = record.out_size, uncompressed_size = record.size,
+				kept = record.kept, stored_as = record.kind}
 			if ctx.options.v2metadata then
 				local d, source = v2metadata(ctx.options.v2metadata, diff_ids[i])
 				if d then
 					entry.digest, entry.source = d, source
+					report[i].registry_digest, report[i].source = d, source
 				end
 			end
 			map[diff_ids[i]] = entry
@@ -88,6 +94,8 @@ function policy.finish(ctx)
 			Layers = layers,
 		}
 		digests[#digests + 1] = map
+		reported[#reported + 1] = {config = config_name,
+			repo_tags = json.array(img.repo_tags), layers = report}
 	end
 	store:write("manifest.json", json.encode(manifest))
 	store:write("digests.json", json.encode(digests))
@@ -95,11 +103,11 @@ function policy.finish(ctx)
 		store:write("repositories", store.docs["repositories"])
 	end
 	store:remove_unplaced()
-	local count = 0
-	for _ in pairs(layer_files) do
-		count = count + 1
+	local count, bytes = 0, 0
+	for _, size in pairs(layer_files) do
+		count, bytes = count + 1, bytes + size
 	end
-	ctx.summary.images, ctx.summary.layers = #manifest, count
+	ctx.summary.images, ctx.summary.layers, ctx.summary.bytes_out = reported, count, bytes
 end
 
 return policy

@@ -1,0 +1,27 @@
+-- examples/entries.lua: lists an image archive's entries, like `tar tv`, with
+-- what each file's first bytes say it is.  One pass, nothing extracted.
+--
+--   layersplit run examples/entries.lua IMAGE.tar
+local archive = require "layersplit.archive"
+local errors = require "layersplit.errors"
+local image = require "layersplit.image"
+
+local reader <close> = errors.check(archive.open(arg[1] or "-"))
+while true do
+	-- nil at the end; nil, message, class when the archive is bad
+	local entry = errors.check(reader:next())
+	if entry == nil then
+		break
+	end
+	local kind = ""
+	if entry.type == "file" then
+		kind = image.sniff(reader:peek(512)) -- tar, gzip, zstd, json, ...
+	end
+	local name = entry.path
+	if entry.target then
+		name = name .. " -> " .. entry.target
+	end
+	print(string.format("%-8s %04o %10d %-7s %s", entry.type, entry.mode,
+		entry.size, kind, name))
+end
+io.stderr:write(string.format("%d bytes read\n", reader:bytes_in()))

@@ -1,0 +1,319 @@
+/* reader.c: the stream under an archive reader: libarchive's input (a file,
+ * memory, or the parent's current entry teed to sinks), the entry's data
+ * as chunks, and failures kept with their class until Lua sees them. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* <archive.h> may be src/archive.h (under -Isrc), which passes on to libarchive's. */
+#include <archive.h>
+
+#include "reader.h"
+#include "sink.h"
+
+static const unsigned char zeros[65536];
+
+static void set_err(struct reader *r, const char *class, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->err, sizeof(r->err), fmt, ap);
+	va_end(ap);
+	r->err_class = class;
+}
+
+const char *ls_reader_known_class(const char *class)
+{
+	if (class != NULL && strcmp(class, LS_EIO) == 0)
+		return LS_EIO;
+	if (class != NULL && strcmp(class, LS_ESIGNAL) == 0)
+		return LS_ESIGNAL;
+#ifdef LS_EUSAGE
+	if (class != NULL && strcmp(class, LS_EUSAGE) == 0)
+		return LS_EUSAGE;
+#endif
+	return LS_EARCHIVE;
+}
+
+void ls_reader_archive_err(struct reader *r, int rc, const char *prefix)
+{
+	const char *msg = r->a ? archive_error_string(r->a) : NULL;
+
+	if (r->err_class == NULL)
+		set_err(r, LS_EARCHIVE, "%s: %s", prefix,
+			msg ? msg : "unknown archive error");
+	if (rc == ARCHIVE_FATAL)
+		r->broken = 1;
+}
+
+/* Moves another reader's or a sink's failure into r (for a callback's caller). */
+static void take_err(struct reader *r, struct reader *from)
+{
+	set_err(r, from->err_class ? from->err_class : LS_EARCHIVE, "%s",
+		from->err);
+	if (!from->broken)
+		from->err_class = NULL;
+}
+
+/* A read callback fails: libarchive only passes on "read error", so r keeps the cause. */
+static la_ssize_t cb_fail(struct archive *a, struct reader *r, const char *class,
+			  const char *fmt, ...)
+{
+	va_list ap;
+
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(r->err, sizeof(r->err), fmt, ap);
+		va_end(ap);
+		r->err_class = class;
+	}
+	archive_set_error(a, -1, "%s", r->err);
+	return -1;
+}
+
+static la_ssize_t fd_read(struct archive *a, void *ud, const void **buf)
+{
+	struct reader *r = ud;
+	ssize_t n;
+
+	do {
+		if (ls_interrupted)
+			return cb_fail(a, r, LS_ESIGNAL, "interrupted");
+		n = read(r->fd, r->buf, READ_BUF_SIZE);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return cb_fail(a, r, LS_EIO, "%s: %s", r->name, strerror(errno));
+	r->bytes_in += n;
+	*buf = r->buf;
+	return n;
+}
+
+static la_ssize_t mem_read(struct archive *a, void *ud, const void **buf)
+{
+	struct reader *r = ud;
+	size_t n = r->mem_len - r->mem_pos;
+
+	if (ls_interrupted)
+		return cb_fail(a, r, LS_ESIGNAL, "interrupted");
+	if (n > READ_BUF_SIZE)
+		n = READ_BUF_SIZE;
+	*buf = r->mem + r->mem_pos;
+	r->mem_pos += n;
+	r->bytes_in += n;
+	return (la_ssize_t)n;
+}
+
+int ls_reader_view(struct reader *r, const void **p, size_t *n)
+{
+	const void *b;
+	size_t len;
+	la_int64_t off;
+	int rc;
+
+	for (;;) {
+		if (r->blk_off > r->pos) {
+			uint64_t hole = (uint64_t)(r->blk_off - r->pos);
+
+			*p = zeros;
+			*n = hole < sizeof(zeros) ? (size_t)hole : sizeof(zeros);
+			return 1;
+		}
+		if (r->blk_len > 0) {
+			*p = r->blk;
+			*n = r->blk_len;
+			return 1;
+		}
+		if (r->data_eof)
+			return 0;
+		if (r->broken)
+			return -1;
+		off = r->pos;
+		rc = archive_read_data_block(r->a, &b, &len, &off);
+		if (rc == ARCHIVE_EOF && r->err_class != NULL)
+			rc = ARCHIVE_FATAL; /* a failed read is never a clean end */
+		if (rc == ARCHIVE_EOF) {
+			r->data_eof = 1;
+			if (off > r->pos) /* the entry ends in a hole */
+				r->blk_off = off;
+			continue;
+		}
+		if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
+			ls_reader_archive_err(r, rc, r->path);
+			return -1;
+		}
+		if (off < r->pos) {
+			set_err(r, LS_EARCHIVE, "%s: data blocks out of order", r->path);
+			return -1;
+		}
+		r->blk = b;
+		r->blk_len = len;
+		r->blk_off = off;
+	}
+}
+
+void ls_reader_consume(struct reader *r, size_t k)
+{
+	if (r->blk_off == r->pos) {
+		r->blk += k;
+		r->blk_len -= k;
+		r->blk_off += k;
+	}
+	r->pos += k;
+}
+
+int ls_reader_next_chunk(struct reader *r, const void **p, size_t *n)
+{
+	int rc;
+
+	if (r->peek_pos < r->peek_len) {
+		*p = r->peek + r->peek_pos;
+		*n = r->peek_len - r->peek_pos;
+		r->peek_pos = r->peek_len;
+		r->taken += *n;
+		return 1;
+	}
+	rc = ls_reader_view(r, p, n);
+	if (rc == 1) {
+		ls_reader_consume(r, *n);
+		r->taken += *n;
+	}
+	return rc;
+}
+
+static int write_tees(struct reader *r, const void *p, size_t n)
+{
+	struct ls_sink *failed;
+
+	if (ls_sinks_write(r->tees, r->ntees, p, n, &failed) == 0)
+		return 0;
+	r->tee_failed = 1;
+	set_err(r, ls_reader_known_class(failed->ops->class(failed)), "%s",
+		failed->ops->error(failed));
+	return -1;
+}
+
+/* Input of a nested libarchive: the parent's entry data, teed on its way. */
+static la_ssize_t nested_read(struct archive *a, void *ud, const void **buf)
+{
+	struct reader *r = ud;
+	const void *p;
+	size_t n;
+	int rc;
+
+	if (ls_interrupted)
+		return cb_fail(a, r, LS_ESIGNAL, "interrupted");
+	if (r->parent == NULL)
+		return cb_fail(a, r, LS_EIO, "the outer reader was closed");
+	rc = ls_reader_next_chunk(r->parent, &p, &n);
+	if (rc == 0)
+		return 0;
+	if (rc < 0) {
+		take_err(r, r->parent);
+		return cb_fail(a, r, NULL, NULL);
+	}
+	if (write_tees(r, p, n) != 0)
+		return cb_fail(a, r, NULL, NULL);
+	r->bytes_in += n;
+	*buf = p;
+	return (la_ssize_t)n;
+}
+
+/* Feeds what the nested libarchive did not read through the tees. */
+static int drain_parent(struct reader *r)
+{
+	const void *p;
+	size_t n;
+	int rc;
+
+	while ((rc = ls_reader_next_chunk(r->parent, &p, &n)) > 0) {
+		if (ls_interrupted) {
+			set_err(r, LS_ESIGNAL, "interrupted");
+			return -1;
+		}
+		if (write_tees(r, p, n) != 0)
+			return -1;
+	}
+	if (rc < 0) {
+		take_err(r, r->parent);
+		return -1;
+	}
+	return 0;
+}
+
+int ls_reader_close(struct reader *r, int drain)
+{
+	int rc = 0;
+
+	if (r->closed)
+		return 0;
+	r->closed = 1;
+	if (r->child != NULL)
+		ls_reader_close(r->child, 0);
+	if (r->a != NULL)
+		archive_read_free(r->a);
+	r->a = NULL;
+	if (r->parent != NULL) {
+		if (drain && r->tee_failed)
+			rc = -1; /* the tees cannot see the whole entry any more */
+		else if (drain)
+			rc = drain_parent(r);
+		r->parent->child = NULL;
+		r->parent = NULL;
+	}
+	if (r->own_fd && r->fd >= 0)
+		(void)close(r->fd); /* only read from: nothing can be lost */
+	r->fd = -1;
+	free(r->buf);
+	r->buf = NULL;
+	free(r->peek);
+	r->peek = NULL;
+	return rc;
+}
+
+/* The compressions image archives use, each built into libarchive; not
+ * filter_all, which would run external programs on hostile input. */
+static int enable_filters(struct archive *a)
+{
+	int (*const filters[])(struct archive *) = {
+		archive_read_support_filter_gzip, archive_read_support_filter_zstd,
+		archive_read_support_filter_xz, archive_read_support_filter_bzip2,
+		archive_read_support_filter_lzma, archive_read_support_filter_lz4,
+	};
+
+	for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++)
+		if (filters[i](a) != ARCHIVE_OK)
+			return ARCHIVE_FATAL;
+	return ARCHIVE_OK;
+}
+
+int ls_reader_start(struct reader *r, int raw)
+{
+	archive_read_callback *cb = r->parent != NULL ? nested_read
+				    : r->mem != NULL ? mem_read : fd_read;
+	int rc;
+
+	r->a = archive_read_new();
+	if (r->a == NULL) {
+		ls_reader_close(r, 0);
+		set_err(r, LS_EIO, "%s", strerror(ENOMEM));
+		return -1;
+	}
+	rc = enable_filters(r->a);
+	if (rc == ARCHIVE_OK)
+		rc = archive_read_support_format_empty(r->a);
+	if (rc == ARCHIVE_OK)
+		rc = raw ? archive_read_support_format_raw(r->a)
+			 : archive_read_support_format_tar(r->a);
+	if (rc == ARCHIVE_OK)
+		rc = archive_read_open(r->a, r, NULL, cb, NULL);
+	if (rc != ARCHIVE_OK || r->err_class != NULL) {
+		ls_reader_archive_err(r, ARCHIVE_FATAL, r->name);
+		ls_reader_close(r, 1);
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,550 @@
+/* repl.c: layersplit.repl, a read-eval-print loop in the manner of lua.c:
+ * `return <line>` is tried first, a syntax error at <eof> asks for another
+ * line, and Ctrl-C only sets a hook that stops the running statement.  Line
+ * editing and history come from libedit when it is built in. */
+#include <errno.h>
+#include <limits.h>
+#include <locale.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <wchar.h>
+
+#include <lauxlib.h>
+
+#ifdef LS_HAVE_LIBEDIT
+#include <histedit.h>
+#endif
+
+#include "repl.h"
+#include "sink.h"
+
+#define REPL_MT "layersplit.repl"
+#define CHUNKNAME "=stdin"
+#define PROMPT1 "> "
+#define PROMPT2 ">> "
+#define EOFMARK "<eof>"
+#define HISTORY_SIZE 1000
+
+/* Apart from the lua_load status codes, which are all >= 0. */
+enum { READ_EOF = -2, READ_INTERRUPTED = -1, READ_LINE = 1 };
+
+/* One session, owned by a userdata in a to-be-closed slot: an error that
+ * leaves the loop still restores the signal handler and frees libedit. */
+struct repl {
+	int interactive;             /* stdin is a terminal: prompts */
+	int handler_set;             /* old_sigint is the action to restore */
+	struct sigaction old_sigint;
+#ifdef LS_HAVE_LIBEDIT
+	EditLine *el;                /* NULL: plain fgets */
+	History *hist;
+	const char *prompt;
+	char ahead[MB_LEN_MAX];      /* typed after a Ctrl-C: the next line's */
+	size_t ahead_len;
+	const char *history_path;    /* a string kept on repl_run's stack */
+	int history_warned;
+#endif
+};
+
+/* What the SIGINT handler may touch: it can reach nothing else. */
+static lua_State *volatile repl_state;
+static volatile sig_atomic_t at_prompt, prompt_interrupted;
+
+/* Raised from a hook, so it reaches the statement wherever it is. */
+static void stop_hook(lua_State *L, lua_Debug *ar)
+{
+	lua_sethook(L, NULL, 0, 0);
+	lua_createtable(L, 0, 2);
+	lua_pushliteral(L, LS_ESIGNAL);
+	lua_setfield(L, -2, "class");
+	lua_pushliteral(L, "interrupted");
+	lua_setfield(L, -2, "message");
+	lua_error(L);
+}
+
+/* At the prompt Ctrl-C discards the line; while a statement runs it stops
+ * the statement (and the C primitive it is in) but not the session. */
+static void on_sigint(int sig)
+{
+	if (at_prompt) {
+		prompt_interrupted = 1;
+		return;
+	}
+	ls_interrupted = sig;
+	if (repl_state != NULL)
+		lua_sethook(repl_state, stop_hook,
+			    LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+/* Forgets a Ctrl-C once it has done its work; called with at_prompt set,
+ * so the handler cannot race with it.  Other signals end the session. */
+static void clear_interrupt(lua_State *L)
+{
+	if (ls_interrupted == SIGINT) {
+		ls_interrupted = 0;
+		lua_sethook(L, NULL, 0, 0);
+	}
+}
+
+static void repl_close(struct repl *r)
+{
+	if (r->handler_set) {
+		/* Restoring an action we read from the kernel cannot fail. */
+		(void)sigaction(SIGINT, &r->old_sigint, NULL);
+		r->handler_set = 0;
+		repl_state = NULL;
+		at_prompt = 0;
+	}
+#ifdef LS_HAVE_LIBEDIT
+	if (r->el != NULL) {
+		el_end(r->el);
+		r->el = NULL;
+	}
+	if (r->hist != NULL) {
+		history_end(r->hist);
+		r->hist = NULL;
+	}
+#endif
+}
+
+static int repl_gc(lua_State *L)
+{
+	repl_close(luaL_checkudata(L, 1, REPL_MT));
+	return 0;
+}
+
+#ifdef LS_HAVE_LIBEDIT
+static char *edit_prompt(EditLine *el)
+{
+	struct repl *r = NULL;
+
+	if (el_get(el, EL_CLIENTDATA, &r) != 0 || r == NULL || r->prompt == NULL)
+		return (char *)"";
+	return (char *)r->prompt;
+}
+
+/* libedit's own reader retries a read that a signal interrupted; this one
+ * gives up at once, so Ctrl-C at the prompt discards the line. */
+static int edit_getc(EditLine *el, wchar_t *wc)
+{
+	struct repl *r = NULL;
+	char buf[MB_LEN_MAX];
+	size_t n = 0, used;
+	mbstate_t mbs;
+	ssize_t got;
+
+	if (prompt_interrupted || el_get(el, EL_CLIENTDATA, &r) != 0 || r == NULL)
+		return -1;
+	for (;;) {
+		if (r->ahead_len > 0) {
+			buf[n] = r->ahead[0];
+			memmove(r->ahead, r->ahead + 1, --r->ahead_len);
+			got = 1;
+		} else {
+			got = read(STDIN_FILENO, buf + n, 1);
+		}
+		if (got < 0 && errno == EINTR && !prompt_interrupted && !ls_interrupted)
+			continue;
+		if (got <= 0)
+			return got < 0 ? -1 : 0;
+		n++;
+		if (prompt_interrupted) {
+			/* The read returned what was typed after the Ctrl-C. */
+			memcpy(r->ahead, buf, n);
+			r->ahead_len = n;
+			return -1;
+		}
+		memset(&mbs, 0, sizeof mbs);
+		used = mbrtowc(wc, buf, n, &mbs);
+		if (used == (size_t)-2 && n < sizeof buf)
+			continue;
+		if (used == (size_t)-1 || used == (size_t)-2)
+			*wc = (unsigned char)buf[0]; /* not in the locale's encoding */
+		return 1;
+	}
+}
+
+/* libedit on the terminal; on any failure the session reads with fgets. */
+static void open_editor(struct repl *r, const char *history_path)
+{
+	HistEvent ev;
+	const char *locale;
+
+	/* libedit decodes what is typed in the locale's character set, and in
+	 * "C" drops every non-ASCII byte: without a locale, assume UTF-8. */
+	locale = setlocale(LC_CTYPE, "");
+	if (locale == NULL || strcmp(locale, "C") == 0 || strcmp(locale, "POSIX") == 0)
+		(void)setlocale(LC_CTYPE, "C.UTF-8"); /* unchanged if absent */
+	if ((r->hist = history_init()) == NULL ||
+	    (r->el = el_init("layersplit", stdin, stdout, stderr)) == NULL ||
+	    history(r->hist, &ev, H_SETSIZE, HISTORY_SIZE) < 0 ||
+	    history(r->hist, &ev, H_SETUNIQUE, 1) < 0 ||
+	    el_set(r->el, EL_CLIENTDATA, r) != 0 ||
+	    el_set(r->el, EL_PROMPT, edit_prompt) != 0 ||
+	    el_set(r->el, EL_EDITOR, "emacs") != 0 ||
+	    el_set(r->el, EL_HIST, history, r->hist) != 0 ||
+	    el_set(r->el, EL_GETCFN, edit_getc) != 0) {
+		repl_close(r);
+		return;
+	}
+	/* Both are optional: a missing ~/.editrc or first session's history. */
+	(void)el_source(r->el, NULL);
+	if (history_path != NULL) {
+		r->history_path = history_path;
+		(void)history(r->hist, &ev, H_LOAD, history_path);
+	}
+}
+
+static int read_edit(lua_State *L, struct repl *r, const char *prompt)
+{
+	int count = 0;
+	const char *line;
+	size_t len;
+
+	r->prompt = prompt;
+	line = el_gets(r->el, &count);
+	if (line == NULL || count <= 0)
+		return count < 0 && (prompt_interrupted || ls_interrupted) ?
+			READ_INTERRUPTED : READ_EOF;
+	len = strlen(line);
+	if (len > 0 && line[len - 1] == '\n')
+		len--;
+	lua_pushlstring(L, line, len);
+	return READ_LINE;
+}
+#endif
+
+/* Adds a statement to the history, saved at once: a session that is
+ * killed keeps what was typed. */
+static void remember(struct repl *r, const char *statement)
+{
+#ifdef LS_HAVE_LIBEDIT
+	HistEvent ev;
+
+	if (r->hist == NULL || statement[0] == '\0' ||
+	    history(r->hist, &ev, H_ENTER, statement) < 0 || r->history_path == NULL)
+		return;
+	if (history(r->hist, &ev, H_SAVE, r->history_path) < 0 && !r->history_warned) {
+		r->history_warned = 1;
+		fprintf(stderr, "layersplit: %s: cannot save the history\n",
+			r->history_path);
+	}
+#endif
+}
+
+static int read_plain(lua_State *L, struct repl *r, const char *prompt)
+{
+	luaL_Buffer b;
+	size_t total = 0, n;
+	int result = READ_LINE;
+	char *p;
+
+	if (r->interactive) {
+		fputs(prompt, stdout);
+		fflush(stdout);
+	}
+	luaL_buffinit(L, &b);
+	for (;;) {
+		p = luaL_prepbuffer(&b);
+		if (fgets(p, LUAL_BUFFERSIZE, stdin) == NULL) {
+			if (ferror(stdin)) {
+				int err = errno;
+
+				clearerr(stdin);
+				if (err == EINTR && !prompt_interrupted && !ls_interrupted)
+					continue;
+				result = err == EINTR ? READ_INTERRUPTED : READ_EOF;
+			} else if (total == 0) {
+				result = READ_EOF;
+			}
+			break;
+		}
+		n = strlen(p);
+		luaL_addsize(&b, n);
+		total += n;
+		if (n > 0 && p[n - 1] == '\n') {
+			luaL_buffsub(&b, 1);
+			break;
+		}
+	}
+	luaL_pushresult(&b);
+	if (result != READ_LINE)
+		lua_pop(L, 1);
+	return result;
+}
+
+/* Pushes the next line, without its newline. */
+static int read_line(lua_State *L, struct repl *r, const char *prompt)
+{
+	int got;
+
+	at_prompt = 1;
+	prompt_interrupted = 0;
+	clear_interrupt(L);
+#ifdef LS_HAVE_LIBEDIT
+	if (r->el != NULL)
+		got = read_edit(L, r, prompt);
+	else
+#endif
+		got = read_plain(L, r, prompt);
+	at_prompt = 0;
+	if (prompt_interrupted || ls_interrupted) {
+		if (got == READ_LINE)
+			lua_pop(L, 1);
+		return READ_INTERRUPTED;
+	}
+	return got;
+}
+
+/* A syntax error at the end of the text: the statement goes on. */
+static int incomplete(lua_State *L, int status)
+{
+	size_t len;
+	const char *msg;
+
+	if (status != LUA_ERRSYNTAX)
+		return 0;
+	msg = lua_tolstring(L, -1, &len);
+	return len >= sizeof EOFMARK - 1 &&
+	       strcmp(msg + len - (sizeof EOFMARK - 1), EOFMARK) == 0;
+}
+
+/* Reads one statement and pushes it compiled (LUA_OK) or its syntax error;
+ * or returns READ_EOF or READ_INTERRUPTED with nothing pushed. */
+static int read_statement(lua_State *L, struct repl *r)
+{
+	const char *text;
+	size_t len;
+	int got, status;
+
+	if ((got = read_line(L, r, PROMPT1)) != READ_LINE)
+		return got;
+	text = lua_pushfstring(L, "return %s;", lua_tostring(L, -1));
+	if (luaL_loadbuffer(L, text, strlen(text), CHUNKNAME) == LUA_OK) {
+		remember(r, lua_tostring(L, -3));
+		lua_replace(L, -3);
+		lua_pop(L, 1);
+		return LUA_OK;
+	}
+	lua_pop(L, 2);
+	for (;;) {
+		text = lua_tolstring(L, -1, &len);
+		status = luaL_loadbuffer(L, text, len, CHUNKNAME);
+		if (!incomplete(L, status))
+			break;
+		lua_pop(L, 1);
+		if ((got = read_line(L, r, PROMPT2)) == READ_INTERRUPTED) {
+			lua_pop(L, 1);
+			return got;
+		}
+		if (got == READ_EOF) {
+			status = luaL_loadbuffer(L, text, len, CHUNKNAME);
+			break;
+		}
+		lua_pushliteral(L, "\n");
+		lua_insert(L, -2);
+		lua_concat(L, 3);
+	}
+	remember(r, lua_tostring(L, -2));
+	lua_remove(L, -2);
+	return status;
+}
+
+/* The error and a traceback of the statement's own frames: the upvalue is
+ * the traceback of the REPL and its callers, cut from the end. */
+static int msghandler(lua_State *L)
+{
+	size_t len, tail_len;
+	const char *msg, *tb, *tail = lua_tolstring(L, lua_upvalueindex(1), &tail_len);
+
+	if (lua_type(L, 1) == LUA_TTABLE &&
+	    lua_getfield(L, 1, "message") == LUA_TSTRING) {
+		lua_getfield(L, 1, "class");
+		msg = lua_pushfstring(L, "%s [%s]", lua_tostring(L, -2),
+				      lua_type(L, -1) == LUA_TSTRING ?
+				      lua_tostring(L, -1) : "error");
+	} else if ((msg = lua_tostring(L, 1)) == NULL) {
+		if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+			msg = lua_tostring(L, -1);
+		else
+			msg = lua_pushfstring(L, "(error object is a %s value)",
+					      luaL_typename(L, 1));
+	}
+	luaL_traceback(L, L, msg, 1);
+	tb = lua_tolstring(L, -1, &len);
+	if (tail_len > 0 && len > tail_len &&
+	    memcmp(tb + len - tail_len, tail, tail_len) == 0)
+		lua_pushlstring(L, tb, len - tail_len);
+	return 1;
+}
+
+static int docall(lua_State *L, int tail_idx)
+{
+	int base = lua_gettop(L), status;
+
+	lua_pushvalue(L, tail_idx);
+	lua_pushcclosure(L, msghandler, 1);
+	lua_insert(L, base);
+	status = lua_pcall(L, 0, LUA_MULTRET, base);
+	lua_remove(L, base);
+	return status;
+}
+
+/* Like lua.c: the results go through the global print. */
+static int print_results(lua_State *L, int top)
+{
+	int n = lua_gettop(L) - top;
+
+	if (n == 0)
+		return LUA_OK;
+	if (!lua_checkstack(L, 1)) {
+		lua_pushliteral(L, "too many results to print");
+		return LUA_ERRRUN;
+	}
+	lua_getglobal(L, "print");
+	lua_insert(L, top + 1);
+	if (lua_pcall(L, n, 0, 0) != LUA_OK) {
+		lua_pushfstring(L, "error calling 'print' (%s)", luaL_tolstring(L, -1, NULL));
+		return LUA_ERRRUN;
+	}
+	return LUA_OK;
+}
+
+static void report(lua_State *L)
+{
+	const char *msg = lua_tostring(L, -1);
+
+	fflush(stdout);
+	fprintf(stderr, "%s\n", msg != NULL ? msg : "(error object is not a string)");
+	fflush(stderr);
+}
+
+/* The traceback of the REPL's own frames, which statements' tracebacks end
+ * with: "\n\t[C]: in function 'layersplit.repl.run'..." */
+static void push_tail(lua_State *L)
+{
+	const char *tb, *start;
+
+	luaL_traceback(L, L, NULL, 0);
+	tb = lua_tostring(L, -1);
+	start = strchr(tb, '\n');
+	lua_pushstring(L, start != NULL ? start : "");
+	lua_remove(L, -2);
+}
+
+/* repl.run([opts]) -> number of statements that failed, and whether the
+ * session was interactive (standard input a terminal).  opts.history: the
+ * history file (used with libedit); opts.banner: printed first when
+ * interactive. */
+static int repl_run(lua_State *L)
+{
+	struct sigaction sa;
+	struct repl *r;
+	int failed = 0, status, top, stop;
+	const char *history_path, *banner;
+
+	if (lua_isnoneornil(L, 1)) {
+		lua_settop(L, 0);
+		lua_newtable(L);
+	}
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	lua_getfield(L, 1, "history");
+	history_path = luaL_optstring(L, 2, NULL);
+	lua_getfield(L, 1, "banner");
+	banner = luaL_optstring(L, 3, NULL);
+	if (repl_state != NULL)
+		return luaL_error(L, "the REPL is already running");
+	push_tail(L);
+	r = lua_newuserdatauv(L, sizeof *r, 0);
+	memset(r, 0, sizeof *r);
+	luaL_setmetatable(L, REPL_MT);
+	lua_toclose(L, -1);
+	top = lua_gettop(L);
+
+	r->interactive = isatty(STDIN_FILENO);
+	if (r->interactive && banner != NULL) {
+		fputs(banner, stdout);
+		fflush(stdout);
+	}
+#ifdef LS_HAVE_LIBEDIT
+	if (r->interactive && isatty(STDOUT_FILENO))
+		open_editor(r, history_path);
+#else
+	(void)history_path;
+#endif
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_sigint;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0; /* no SA_RESTART: a read at the prompt must return */
+	repl_state = L;
+	if (sigaction(SIGINT, &sa, &r->old_sigint) != 0) {
+		repl_state = NULL;
+		return luaL_error(L, "sigaction: %s", strerror(errno));
+	}
+	r->handler_set = 1;
+
+	for (;;) {
+		status = read_statement(L, r);
+		if (status == READ_EOF)
+			break;
+		if (status == READ_INTERRUPTED) {
+			if (ls_interrupted != 0 && ls_interrupted != SIGINT)
+				break;
+			fputs("\n", stdout);
+			fflush(stdout);
+			continue;
+		}
+		if (status == LUA_OK)
+			status = docall(L, top - 1);
+		if (status == LUA_OK)
+			status = print_results(L, top);
+		if (status != LUA_OK) {
+			report(L);
+			failed++;
+		}
+		fflush(stdout);
+		lua_settop(L, top);
+		if (ls_interrupted != 0 && ls_interrupted != SIGINT)
+			break;
+	}
+	if (r->interactive && ls_interrupted == 0)
+		fputs("\n", stdout);
+	fflush(stdout);
+	repl_close(r);
+	stop = ls_interrupted != 0 && ls_interrupted != SIGINT;
+	clear_interrupt(L);
+	if (stop) {
+		/* SIGTERM, SIGHUP, SIGPIPE: the host reports them and exits. */
+		lua_createtable(L, 0, 2);
+		lua_pushliteral(L, LS_ESIGNAL);
+		lua_setfield(L, -2, "class");
+		lua_pushliteral(L, "interrupted");
+		lua_setfield(L, -2, "message");
+		return lua_error(L);
+	}
+	lua_pushinteger(L, failed);
+	lua_pushboolean(L, r->interactive);
+	return 2;
+}
+
+int luaopen_layersplit_repl(lua_State *L)
+{
+	static const luaL_Reg meta[] = {
+		{"__gc", repl_gc},
+		{"__close", repl_gc},
+		{NULL, NULL}
+	};
+	static const luaL_Reg funcs[] = {
+		{"run", repl_run},
+		{NULL, NULL}
+	};
+
+	if (luaL_newmetatable(L, REPL_MT))
+		luaL_setfuncs(L, meta, 0);
+	lua_pop(L, 1);
+	luaL_newlib(L, funcs);
+	return 1;
+}

@@ -1,0 +1,360 @@
+"""More hostile and unusual archives, for tests/test_hostile.py and the fuzzer.
+
+fixtures.build() calls build() to write the fixed ones into
+build/fixtures/hostile/ beside those of fixtures.build_hostile(); the big ones
+(a 20 MB manifest, a slow 16 MB layer, tens of thousands of entries) and the
+ones that name a test's own directory are written on demand by the functions
+below.  Every archive is a small valid image with one flaw, made the way
+tarkit.py lays out docker <= 24 and OCI archives.
+"""
+import gzip
+import io
+import json
+import random
+import subprocess
+import tarfile
+
+import tarkit
+from tarkit import Entry, sha256
+
+TAGS = ["example.com/hostile:2"]
+LONG = 5000  # characters in the "very long name" cases, far past ustar's 100
+PLAIN = "application/vnd.oci.image.layer.v1.tar"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def words(seed, size):
+    from fixtures import words as w
+    return w(seed, size)
+
+
+class Base:
+    """The valid image the flawed ones are made from: two layers, legacy layout."""
+
+    def __init__(self):
+        self.l1 = tarkit.layer_tar([("etc/", None), ("etc/base", words(11, 12000))])
+        self.l2 = tarkit.layer_tar([("srv/", None), ("srv/more", b"more\n")])
+        self.a, self.b = tarkit.pick_id("hostile2/1"), tarkit.pick_id("hostile2/2")
+        self.config = tarkit.config_for([self.l1, self.l2])
+        self.cfg_name = sha256(self.config) + ".json"
+
+    def image(self, layers=None, config=None):
+        layers = layers or [(self.a, self.l1), (self.b, self.l2)]
+        return {"tags": TAGS, "config": config or tarkit.config_for([t for _, t in layers]),
+                "layers": layers}
+
+    def archive(self, **kw):
+        return tarkit.legacy_archive([self.image()], **kw)
+
+    def entries(self, **kw):
+        """The valid archive's entries, in order, to change one."""
+        from fixtures import entries_of
+        return entries_of(self.archive(**kw))
+
+    def manifest(self, config=None, layers=None):
+        return [{"Config": config or self.cfg_name, "RepoTags": TAGS,
+                 "Layers": layers or [self.a + "/layer.tar", self.b + "/layer.tar"]}]
+
+    def with_manifest(self, value):
+        """The valid archive with manifest.json holding value (bytes: as is)."""
+        data = value if isinstance(value, bytes) else tarkit.compact(value)
+        return tarkit.tar_bytes(replace(self.entries(), "manifest.json",
+                                        Entry("manifest.json", "file", data)))
+
+
+def replace(entries, name, new):
+    assert any(e.name == name for e in entries), name
+    return [new if e.name == name else e for e in entries]
+
+
+def raw_tar(members, fmt=tarfile.PAX_FORMAT):
+    """A tar stream of (TarInfo, data) pairs, for entry kinds tarkit has no name
+    for (devices, FIFOs) and GNU-format long names."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as t:
+        for i, data in members:
+            t.addfile(i, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def info(name, kind=tarfile.REGTYPE, size=0, linkname=""):
+    i = tarfile.TarInfo(name)
+    i.type, i.size, i.linkname, i.mtime, i.mode = kind, size, linkname, 0, 0o644
+    return i
+
+
+def as_tarinfo(entries):
+    """tarkit Entry objects as (TarInfo, data) pairs for raw_tar."""
+    kinds = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE,
+             "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE}
+    out = []
+    for e in entries:
+        i = info(e.name, kinds[e.kind], len(e.data) if e.kind == "file" else 0, e.target)
+        out.append((i, e.data if e.kind == "file" else None))
+    return out
+
+
+def oci(blobs, index, **kw):
+    return tarkit.oci_archive(blobs, index, **kw)
+
+
+def oci_image(base, layer_digest=None, config_digest=None):
+    """An OCI archive of base's two layers; the digests may be replaced."""
+    manifest = json.loads(tarkit.oci_manifest(base.config, [(PLAIN, base.l1), (PLAIN, base.l2)]))
+    if layer_digest is not None:
+        manifest["layers"][1]["digest"] = layer_digest
+    if config_digest is not None:
+        manifest["config"]["digest"] = config_digest
+    m = tarkit.compact(manifest)
+    index = {"schemaVersion": 2, "manifests": [tarkit.descriptor(
+        MANIFEST, m)]}
+    return oci([base.l1, base.l2, base.config, m], index)
+
+
+def nested_indexes(base, depth):
+    """An OCI archive whose index.json leads through depth image indexes."""
+    m = tarkit.oci_manifest(base.config, [(PLAIN, base.l1), (PLAIN, base.l2)])
+    blobs = [base.l1, base.l2, base.config, m]
+    desc = tarkit.descriptor(MANIFEST, m)
+    for _ in range(depth):
+        inner = tarkit.compact({"schemaVersion": 2, "manifests": [desc]})
+        blobs.append(inner)
+        desc = tarkit.descriptor("application/vnd.oci.image.index.v1+json", inner)
+    return oci(blobs, {"schemaVersion": 2, "manifests": [desc]})
+
+
+def gzip_blob_image(base, blob):
+    """docker >= 25 containerd layout whose second layer blob is `blob` (a
+    corrupt gzip, say) while the manifests name it by its digest."""
+    manifest = tarkit.oci_manifest(base.config, [(PLAIN, base.l1),
+                                                 ("application/vnd.oci.image.layer.v1.tar+gzip", blob)])
+    index = {"schemaVersion": 2, "manifests": [tarkit.descriptor(
+        MANIFEST, manifest)]}
+    section = [{"Config": "blobs/sha256/" + sha256(base.config), "RepoTags": TAGS,
+                "Layers": ["blobs/sha256/" + sha256(base.l1), "blobs/sha256/" + sha256(blob)]}]
+    return oci([base.l1, blob, base.config, manifest], index, manifest=section)
+
+
+def chain(base, hops):
+    """The second layer reached through `hops` symlinks, each to the next."""
+    ents = base.entries()
+    link = base.b + "/layer.tar"
+    ids = [tarkit.pick_id("hostile2/chain/%d" % i) for i in range(hops)]
+    data = next(e for e in ents if e.name == link).data
+    ents = [e for e in ents if e.name != link]
+    # b/layer.tar -> ids[0]/layer.tar -> ... -> ids[-1]/layer.tar (the data)
+    ents.append(Entry(link, "symlink", target="../%s/layer.tar" % ids[0]))
+    for i, v in enumerate(ids):
+        ents.append(Entry(v + "/", "dir"))
+        if i + 1 < len(ids):
+            ents.append(Entry(v + "/layer.tar", "symlink", target="../%s/layer.tar" % ids[i + 1]))
+        else:
+            ents.append(Entry(v + "/layer.tar", "file", data))
+    return tarkit.tar_bytes(ents, sort=True)
+
+
+def build_cases():
+    """{file name: bytes} of the fixed hostile and unusual archives."""
+    base = Base()
+    a, b = base.a, base.b
+    la, lb = a + "/layer.tar", b + "/layer.tar"
+    ents = base.entries()
+    files = {"base2.tar": base.archive()}
+
+    # Hard links: to the wrong layer, to a file that is no layer, out of the archive.
+    files["hardlink_wrong_layer.tar"] = tarkit.tar_bytes(replace(ents, lb, Entry(lb, "hardlink", target=la)))
+    files["hardlink_to_non_layer.tar"] = tarkit.tar_bytes(replace(ents, lb, Entry(lb, "hardlink", target=a + "/json")))
+    files["hardlink_absolute.tar"] = tarkit.tar_bytes(replace(ents, lb, Entry(lb, "hardlink", target="/etc/passwd")))
+    files["hardlink_dotdot.tar"] = tarkit.tar_bytes(replace(ents, lb, Entry(lb, "hardlink", target="../../etc/passwd")))
+    files["hardlink_to_itself.tar"] = tarkit.tar_bytes(replace(ents, lb, Entry(lb, "hardlink", target=lb)))
+
+    # Symlinks: a chain past the hop limit; manifest.json itself a symlink out.
+    files["symlink_chain_too_long.tar"] = chain(base, 45)
+    files["manifest_symlink_absolute.tar"] = tarkit.tar_bytes(replace(
+        ents, "manifest.json", Entry("manifest.json", "symlink", target="/etc/passwd")))
+
+    # manifest.json: paths that climb out or are absolute, absent, wrong types.
+    files["manifest_config_climbs_out.tar"] = base.with_manifest(base.manifest(config="../../" + base.cfg_name))
+    files["manifest_config_absolute.tar"] = base.with_manifest(base.manifest(config="/" + base.cfg_name))
+    files["manifest_layer_climbs_out.tar"] = base.with_manifest(base.manifest(
+        layers=[la, a + "/../../" + lb]))
+    files["manifest_absent.tar"] = tarkit.tar_bytes([e for e in ents if e.name != "manifest.json"])
+    files["manifest_is_an_object.tar"] = base.with_manifest(base.manifest()[0])
+    files["manifest_is_a_string.tar"] = base.with_manifest("manifest")
+    files["manifest_list_of_numbers.tar"] = base.with_manifest([1, 2, 3])
+    files["manifest_config_is_a_number.tar"] = base.with_manifest([{"Config": 7, "Layers": [la, lb]}])
+    files["manifest_layers_not_strings.tar"] = base.with_manifest([{"Config": base.cfg_name, "Layers": [la, {"x": 1}]}])
+    files["manifest_empty_list.tar"] = base.with_manifest([])
+    files["config_nested_deep.tar"] = tarkit.tar_bytes(replace(
+        ents, base.cfg_name, Entry(base.cfg_name, "file", b'{"a":' * 100000)))
+    files["config_not_json.tar"] = tarkit.tar_bytes(replace(
+        ents, base.cfg_name, Entry(base.cfg_name, "file", b'{"rootfs": {"diff_ids": [')))
+    files["config_without_rootfs.tar"] = tarkit.tar_bytes(replace(
+        ents, base.cfg_name, Entry(base.cfg_name, "file", b'{"architecture": "amd64"}')))
+
+    # The stream ends inside manifest.json, the last big entry.
+    full = base.archive(repositories=False)
+    with tarfile.open(fileobj=io.BytesIO(full)) as t:
+        m = {x.name: x for x in t}["manifest.json"]
+    files["truncated_in_manifest.tar"] = full[:m.offset_data + m.size // 2]
+
+    # Layers that are not what they claim: random bytes, a device, a FIFO, a directory.
+    files["layer_is_random_bytes.tar"] = tarkit.tar_bytes(replace(
+        ents, lb, Entry(lb, "file", random.Random(5).randbytes(3000))))
+    pairs = as_tarinfo(ents)
+    files["layer_is_a_device.tar"] = raw_tar([(info(lb, tarfile.CHRTYPE), None) if i.name == lb else (i, d)
+                                             for i, d in pairs])
+    files["layer_is_a_fifo.tar"] = raw_tar([(info(lb, tarfile.FIFOTYPE), None) if i.name == lb else (i, d)
+                                           for i, d in pairs])
+    files["layer_is_a_directory.tar"] = tarkit.tar_bytes(replace(ents, lb, Entry(lb + "/", "dir")))
+    files["duplicate_layer_entry.tar"] = tarkit.tar_bytes(ents + [Entry(lb, "file", base.l1)])
+
+    # Compressed layer blobs that are corrupt or truncated (docker >= 25 containerd).
+    good = gzip.compress(base.l2, mtime=0)
+    files["gzip_layer_truncated.tar"] = gzip_blob_image(base, good[:len(good) // 2])
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 0xff
+    files["gzip_layer_corrupt.tar"] = gzip_blob_image(base, bytes(bad))
+    files["gzip_layer_trailing_garbage.tar"] = gzip_blob_image(base, good + b"GARBAGE!")
+
+    # OCI: descriptors whose digests climb out or are malformed; indexes nested too deep.
+    files["oci_layer_digest_climbs_out.tar"] = oci_image(base, layer_digest="sha256:../../../etc/passwd")
+    files["oci_config_digest_not_sha256.tar"] = oci_image(base, config_digest="md5:" + "0" * 32)
+    files["oci_index_nested_too_deep.tar"] = nested_indexes(base, 12)
+
+    # A layer directory with a name past NAME_MAX: its output file can't exist.
+    long_id = "l" * 300
+    files["layer_id_too_long.tar"] = tarkit.legacy_archive([base.image(layers=[(a, base.l1), (long_id, base.l2)])])
+
+    # Valid but unusual: must succeed.
+    files["ok_unreferenced_long_name.tar"] = tarkit.tar_bytes(
+        ents + [Entry("x" * LONG, "file", b"not part of any image\n")], sort=True)
+    files["ok_unreferenced_long_tar_name.tar"] = tarkit.tar_bytes(
+        ents + [Entry("t" * (LONG - 4) + ".tar", "file", base.l1)], sort=True)
+    files["ok_long_layer_dir_pax.tar"] = tarkit.legacy_archive(
+        [base.image(layers=[("p" * 200, base.l1), (b, base.l2)])])
+    files["ok_gnu_long_names.tar"] = raw_tar(
+        [(i, d) for i, d in as_tarinfo(base.entries())]
+        + [(info("g" * 300 + "/file", size=4), b"gnu\n")], fmt=tarfile.GNU_FORMAT)
+    files["ok_entries_under_dot_slash.tar"] = tarkit.tar_bytes(
+        [Entry("./", "dir")] + [Entry("./" + e.name, e.kind, e.data, e.target, e.mode) for e in ents])
+    return files
+
+
+def seeds():
+    """{file name: bytes}: tiny valid archives in every producer's layout, so
+    the fuzzer starts from small inputs that reach the end of a run."""
+    l1 = tarkit.layer_tar([("etc/", None), ("etc/a", b"a\n")])
+    l2 = tarkit.layer_tar([("srv/", None), ("srv/b", b"b" * 64)])
+    cfg = tarkit.config_for([l1, l2, l1])
+    ids = [tarkit.pick_id("seed/%d" % i) for i in range(3)]
+    img = {"tags": ["example.com/seed:1"], "config": cfg, "layers": list(zip(ids, [l1, l2, l1]))}
+    out = {"seed_legacy_symlink.tar": tarkit.legacy_archive([img]),
+           "seed_legacy_hardlink.tar": tarkit.legacy_archive([img], link="hardlink")}
+    out["seed_legacy.tar.gz"] = gzip.compress(out["seed_legacy_symlink.tar"], mtime=0)
+    # podman: layers at the root as <diff hex>.tar, legacy directories linking to them
+    ents = [Entry(sha256(t) + ".tar", "file", t, mode=0o444) for t in (l1, l2)]
+    ents += [Entry(i + "/layer.tar", "symlink", target="../%s.tar" % sha256(t)) for i, t in img["layers"]]
+    ents.append(Entry(sha256(cfg) + ".json", "file", cfg, mode=0o444))
+    ents.append(Entry("manifest.json", "file", tarkit.compact([{
+        "Config": sha256(cfg) + ".json", "RepoTags": img["tags"],
+        "Layers": [sha256(t) + ".tar" for t in (l1, l2, l1)]}]), mode=0o444))
+    out["seed_podman.tar"] = tarkit.tar_bytes(ents)
+    # docker >= 25 and OCI: plain, gzip and zstd blobs; an index in an index
+    gz = gzip.compress(l2, mtime=0)
+    zst = subprocess.run(["zstd", "-q", "-c"], input=l2, stdout=subprocess.PIPE, check=True).stdout
+    for name, blob2, mt in (("seed_docker25_plain.tar", l2, PLAIN),
+                            ("seed_docker25_gzip.tar", gz, PLAIN + "+gzip"),
+                            ("seed_docker25_zstd.tar", zst, PLAIN + "+zstd")):
+        m = tarkit.oci_manifest(cfg, [(PLAIN, l1), (mt, blob2), (PLAIN, l1)])
+        index = {"schemaVersion": 2, "manifests": [tarkit.descriptor(MANIFEST, m, annotations={
+            "io.containerd.image.name": "example.com/seed:1"})]}
+        section = [{"Config": "blobs/sha256/" + sha256(cfg), "RepoTags": ["example.com/seed:1"],
+                    "Layers": ["blobs/sha256/" + sha256(b) for b in (l1, blob2, l1)]}]
+        out[name] = oci([l1, blob2, cfg, m], index, manifest=section)
+    m = tarkit.oci_manifest(cfg, [(PLAIN, l1), (PLAIN + "+gzip", gz), (PLAIN, l1)])
+    inner = tarkit.compact({"schemaVersion": 2, "manifests": [tarkit.descriptor(MANIFEST, m)]})
+    out["seed_oci_nested_index.tar"] = oci([l1, gz, cfg, m, inner], {"schemaVersion": 2, "manifests": [
+        tarkit.descriptor("application/vnd.oci.image.index.v1+json", inner)]})
+    return {name: data if name.endswith(".gz") else unpadded(data) for name, data in out.items()}
+
+
+def unpadded(data):
+    """A tar stream without tarfile's padding to 10 KiB: the end marker only."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        last = t.getmembers()[-1]
+    end = last.offset_data + (last.size + 511) // 512 * 512
+    return data[:end] + bytes(1024)
+
+
+def build(d):
+    h = d / "hostile"
+    h.mkdir(exist_ok=True)
+    for name, data in build_cases().items():
+        (h / name).write_bytes(data)
+    s = d / "seeds"
+    s.mkdir(exist_ok=True)
+    for name, data in seeds().items():
+        (s / name).write_bytes(data)
+
+
+# ---------------------------------------------------------------- written on demand
+
+def escaping(decoy):
+    """{name: bytes}: archives whose entries point at the absolute directory
+    decoy, or climb to it from the output's parent: none may touch it."""
+    base = Base()
+    lb = base.b + "/layer.tar"
+    ents = base.entries()
+    decoy = str(decoy).rstrip("/")
+    up = "../" * 40 + decoy.lstrip("/")
+    return {
+        "file_absolute_into_decoy": tarkit.tar_bytes([Entry(decoy + "/evil", "file", b"evil\n")] + ents),
+        "file_climbing_into_decoy": tarkit.tar_bytes([Entry(up + "/evil", "file", b"evil\n")] + ents),
+        "symlink_to_decoy_absolute": tarkit.tar_bytes(replace(ents, lb, Entry(lb, "symlink", target=decoy + "/layer.tar"))),
+        "symlink_to_decoy_climbing": tarkit.tar_bytes(replace(ents, lb, Entry(lb, "symlink", target=up + "/layer.tar"))),
+        "hardlink_to_decoy": tarkit.tar_bytes(replace(ents, lb, Entry(lb, "hardlink", target=decoy + "/layer.tar"))),
+        "symlink_dir_then_file_through_it": tarkit.tar_bytes(
+            [Entry("evil", "symlink", target=decoy), Entry("evil/layer.tar", "file", base.l1)] + ents),
+        "manifest_config_in_decoy": base.with_manifest(base.manifest(config=up + "/config.json")),
+    }
+
+
+def big_manifest(path, size=20 << 20):
+    """A valid image whose manifest.json is `size` bytes (padded with spaces)."""
+    base = Base()
+    text = tarkit.compact(base.manifest())
+    text += b" " * (size - len(text))
+    path.write_bytes(base.with_manifest(text))
+
+
+def many_entries(path, count, name_len=200):
+    """A valid image preceded by `count` empty files with long names, the
+    stream gzip-compressed (the headers compress to almost nothing)."""
+    base = Base()
+    filler = [Entry("f/%0*d" % (name_len, i), "file", b"") for i in range(count)]
+    data = tarkit.tar_bytes(filler + base.entries())
+    path.write_bytes(gzip.compress(data, compresslevel=6, mtime=0))
+
+
+def many_layers(path, count):
+    """manifest.json naming `count` layers, each "y.tar", a symlink to the
+    first layer: a document well under the size limit whose decoded list
+    needs far more memory than its text."""
+    base = Base()
+    ents = base.entries() + [Entry("y.tar", "symlink", target=base.a + "/layer.tar")]
+    manifest = tarkit.compact(base.manifest(layers=["y.tar"] * count))
+    path.write_bytes(tarkit.tar_bytes(replace(ents, "manifest.json", Entry("manifest.json", "file", manifest))))
+
+
+def big_layer(size=16 << 20, seed=9):
+    """(archive bytes, offset of the big layer's data): a valid image whose first
+    layer holds `size` incompressible bytes, for signals and full disks."""
+    rnd = random.Random(seed)
+    big = tarkit.layer_tar([("opt/", None), ("opt/noise", rnd.randbytes(size))])
+    base = Base()
+    img = base.image(layers=[(base.a, big), (base.b, base.l2)])
+    data = tarkit.legacy_archive([img])
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        m = {x.name: x for x in t}[base.a + "/layer.tar"]
+    return data, m.offset_data

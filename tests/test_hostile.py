@@ -1,0 +1,279 @@
+"""Hostile and unusual archives beyond test_errors.py, and the resource limits.
+
+A hostile archive must be rejected with exit 1 and one line `layersplit:
+<what>: <why>` naming the flaw, from a file into an absent OUTDIR, into an
+empty one, and from a pipe; and nothing may change anywhere: OUTDIR stays
+absent or empty, no staging directory stays beside it, its parent holds
+nothing new, the working directory stays empty, and the decoy directory that
+the escaping archives aim at keeps exactly its one file.  The valid-but-unusual
+ones must give the contract's output (expect.check_output).  The archives are
+made by fixtures_hostile.py: the fixed ones in build/fixtures/hostile/, the
+big ones and those naming the decoy in the test's own directory.
+
+Cases already covered elsewhere, not repeated here: test_errors.py (truncated
+inside a layer and inside a header, random bytes, empty file, zeros, duplicate
+and malformed manifest.json, JSON nested 100 000 deep, missing layer and
+config, diff_id value and count mismatches, absolute and `..` entry paths,
+absolute, escaping, dangling and looping symlinks) and test_layouts.py
+(outer gzip, zstd, xz and bzip2; duplicate layers as hard links, before or
+after their target).
+"""
+import itertools
+import os
+import subprocess
+from pathlib import Path
+
+import expect
+import fixtures
+import fixtures_hostile
+from harness import assert_error, binary, snapshot, staging_dirs
+
+_order = itertools.count(1)
+
+
+def hostile(name):
+    return fixtures.path("hostile/" + name)
+
+
+def run(args, cwd, data=None):
+    """The tool with args, working in cwd; data: fed through a pipe."""
+    p = subprocess.run([binary()] + [str(a) for a in args], cwd=str(cwd),
+                       input=data, stdin=None if data is not None else subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+    p.err = p.stderr.decode(errors="replace")
+    return p
+
+
+def make_decoy(tmp):
+    decoy = tmp / "decoy"
+    decoy.mkdir()
+    (decoy / "keep").write_text("the decoy's own file\n")
+    return decoy
+
+
+def rejected(tmp, archive, keywords, code=1, options=(), mentions=None, decoy=None):
+    """archive (a path) rejected three ways with nothing changed anywhere."""
+    decoy = decoy or make_decoy(tmp)
+    decoy_before = snapshot(decoy)
+    data = Path(archive).read_bytes()
+    cases = [("file into an absent OUTDIR", False, False),
+             ("file into an empty OUTDIR", False, True),
+             ("pipe into an absent OUTDIR", True, False)]
+    for i, (what, pipe, existing) in enumerate(cases):
+        parent, cwd = tmp / ("case%d" % i), tmp / ("cwd%d" % i)
+        parent.mkdir()
+        cwd.mkdir()
+        out = parent / "out"
+        if existing:
+            out.mkdir()
+        if pipe:
+            p = run(list(options) + ["-", out], cwd, data)
+        else:
+            p = run(list(options) + [archive, out], cwd)
+        try:
+            line = assert_error(p, code, keywords)
+            if mentions:
+                assert mentions in line, "message %r does not name %s" % (line, mentions)
+            if existing:
+                assert out.is_dir() and not os.listdir(out), "OUTDIR not left empty: %r" % os.listdir(out)
+            else:
+                assert not os.path.lexists(out), "OUTDIR was created"
+            assert not staging_dirs(parent), "staging dir left behind: %r" % staging_dirs(parent)
+            assert sorted(os.listdir(parent)) == (["out"] if existing else []), \
+                "left in OUTDIR's parent: %r" % os.listdir(parent)
+            assert os.listdir(cwd) == [], "written into the working directory: %r" % os.listdir(cwd)
+            assert snapshot(decoy) == decoy_before, "the decoy directory changed: %r" % sorted(snapshot(decoy))
+        except AssertionError as e:
+            raise AssertionError("%s: %s" % (what, e)) from None
+    return line
+
+
+def accepted(tmp, archive, *options):
+    """archive split from a file and from a pipe, both outputs as the contract says."""
+    for pipe in (False, True):
+        out = tmp / ("out-pipe" if pipe else "out-file")
+        if pipe:
+            p = run(list(options) + ["-", out], tmp, Path(archive).read_bytes())
+        else:
+            p = run(list(options) + [archive, out], tmp)
+        assert p.returncode == 0, "exit %d: %s" % (p.returncode, p.err.strip())
+        expect.check_output(archive, out)
+        assert not staging_dirs(tmp), staging_dirs(tmp)
+
+
+def _case(name, doc, fixture, keywords, mentions=None):
+    def test(tmp):
+        rejected(tmp, hostile(fixture), keywords, mentions=mentions)
+    test.__name__ = test.__qualname__ = "test_" + name
+    test.__doc__ = doc
+    test.__module__ = __name__
+    test.order = next(_order)
+    globals()[test.__name__] = test
+
+
+B = fixtures_hostile.Base()
+LB = B.b + "/layer.tar"
+
+# name, what it is, keywords of the message, what it must name
+for _name, _doc, _keys, _mentions in [
+    ("hardlink_wrong_layer", "a layer stored as a hard link to another layer: the config's diff_id contradicts it",
+     ["diff_id mismatch"], LB),
+    ("hardlink_to_non_layer", "a layer that is a hard link to a small JSON file", ["not a tar"], LB),
+    ("hardlink_absolute", "a hard link to /etc/passwd", ["absolute"], "/etc/passwd"),
+    ("hardlink_dotdot", "a hard link to ../../etc/passwd", ["climbs out"], "../../etc/passwd"),
+    ("hardlink_to_itself", "a hard link to itself", ["loop"], LB),
+    ("symlink_chain_too_long", "a layer behind a chain of 45 symlinks", ["chain of more than 40 links"], None),
+    ("manifest_symlink_absolute", "manifest.json as a symlink to /etc/passwd", ["absolute"], "manifest.json"),
+    ("manifest_config_climbs_out", "manifest.json's Config climbing out with ../..", ["climbs out"], "Config"),
+    ("manifest_config_absolute", "manifest.json's Config an absolute path", ["absolute"], "Config"),
+    ("manifest_layer_climbs_out", "manifest.json's Layers climbing out with ..", ["climbs out"], "Layers"),
+    ("manifest_absent", "no manifest.json and no index.json", ["no manifest.json or index.json"], None),
+    ("manifest_is_an_object", "manifest.json an object, not a list", ["expected a list of images"], "manifest.json"),
+    ("manifest_is_a_string", "manifest.json a JSON string", ["expected a list of images"], "manifest.json"),
+    ("manifest_list_of_numbers", "manifest.json a list of numbers", ["expected an object"], "manifest.json"),
+    ("manifest_config_is_a_number", "manifest.json's Config a number", ["expected a path string"], "Config"),
+    ("manifest_layers_not_strings", "manifest.json's Layers holding an object", ["not a string"], "Layers"),
+    ("manifest_empty_list", "manifest.json an empty list: no image to write", ["lists no images"], "manifest.json"),
+    ("config_nested_deep", "the config nested 100 000 objects deep", ["nested deeper than 64 levels"], B.cfg_name),
+    ("config_not_json", "the config truncated JSON", ["invalid JSON"], B.cfg_name),
+    ("config_without_rootfs", "the config without rootfs.diff_ids", ["no rootfs.diff_ids"], B.cfg_name),
+    ("truncated_in_manifest", "the stream ends inside manifest.json", ["truncated"], "manifest.json"),
+    ("layer_is_random_bytes", "a layer.tar of random bytes", ["not a tar"], LB),
+    ("layer_is_a_device", "a layer.tar that is a character device", ["not a tar"], LB),
+    ("layer_is_a_fifo", "a layer.tar that is a FIFO", ["not a tar"], LB),
+    ("layer_is_a_directory", "a layer.tar that is a directory", ["not a tar"], LB),
+    ("duplicate_layer_entry", "the same layer.tar twice with different data", ["duplicate entry"], LB),
+    ("gzip_layer_truncated", "a gzip layer blob cut in half", ["unexpected end of data"], "blobs/sha256/"),
+    ("gzip_layer_corrupt", "a gzip layer blob with a flipped byte", ["invalid"], "blobs/sha256/"),
+    ("gzip_layer_trailing_garbage", "a gzip layer blob followed by garbage", ["trailing garbage"], "blobs/sha256/"),
+    ("oci_layer_digest_climbs_out", "an OCI layer digest sha256:../../../etc/passwd", ["malformed digest"],
+     "../../../etc/passwd"),
+    ("oci_config_digest_not_sha256", "an OCI config digest that is not sha256", ["malformed digest"], "md5:"),
+    ("oci_index_nested_too_deep", "OCI image indexes nested 12 deep", ["nested too deeply"], None),
+    ("layer_id_too_long", "a layer directory named with 300 characters: no file can have its name",
+     ["too long"], "l" * 40),
+]:
+    _case(_name, _doc, _name + ".tar", _keys, _mentions)
+
+
+def _escape(name, keywords):
+    def test(tmp):
+        decoy = make_decoy(tmp)
+        archive = tmp / (name + ".tar")
+        archive.write_bytes(fixtures_hostile.escaping(decoy)[name])
+        rejected(tmp, archive, keywords, decoy=decoy)
+    test.__name__ = test.__qualname__ = "test_" + name
+    test.__doc__ = "an entry aiming at the decoy directory (%s): rejected, the decoy untouched" % name
+    test.__module__ = __name__
+    test.order = next(_order)
+    globals()[test.__name__] = test
+
+
+for _name, _keys in [("file_absolute_into_decoy", ["absolute"]),
+                     ("file_climbing_into_decoy", ["climbs out"]),
+                     ("symlink_to_decoy_absolute", ["absolute"]),
+                     ("symlink_to_decoy_climbing", ["climbs out"]),
+                     ("hardlink_to_decoy", ["absolute"]),
+                     ("symlink_dir_then_file_through_it", ["absolute"]),
+                     ("manifest_config_in_decoy", ["climbs out"])]:
+    _escape(_name, _keys)
+
+
+def test_outer_gzip_stream_truncated(tmp):
+    """`docker save | gzip` cut in half: the tar inside ends early."""
+    data = fixtures.path("legacy_symlink.tar.gz").read_bytes()
+    (tmp / "half.tar.gz").write_bytes(data[:len(data) // 2])
+    rejected(tmp, tmp / "half.tar.gz", ["truncated", "unexpected end", "eof"])
+
+
+def test_outer_zstd_stream_truncated(tmp):
+    data = fixtures.path("legacy_two_images.tar.zst").read_bytes()
+    (tmp / "half.tar.zst").write_bytes(data[:len(data) // 2])
+    rejected(tmp, tmp / "half.tar.zst", ["truncated", "unexpected end", "eof", "zstd"])
+
+
+def test_outer_gzip_of_random_bytes(tmp):
+    """A valid gzip stream around bytes that are no tar."""
+    import gzip
+    import random
+    (tmp / "noise.gz").write_bytes(gzip.compress(random.Random(3).randbytes(100000), mtime=0))
+    rejected(tmp, tmp / "noise.gz", [])
+
+
+# ---------------------------------------------------------------- valid but unusual
+
+def test_unreferenced_entry_with_5000_character_name_is_ignored(tmp):
+    accepted(tmp, hostile("ok_unreferenced_long_name.tar"))
+
+
+def test_unreferenced_tar_with_5000_character_name_is_ignored(tmp):
+    """An unreferenced entry that looks like a layer (<name>.tar holding a tar)
+    and whose layer file name could not exist: staged under another name, dropped."""
+    accepted(tmp, hostile("ok_unreferenced_long_tar_name.tar"))
+
+
+def test_layer_directory_with_200_character_name(tmp):
+    """A v1 id past ustar's 100-character name field (a PAX header): a 207-byte file name."""
+    accepted(tmp, hostile("ok_long_layer_dir_pax.tar"))
+    assert (tmp / "out-file" / ("p" * 200 + ".tar.gz")).is_file()
+
+
+def test_gnu_long_names(tmp):
+    """GNU tar's ././@LongLink names instead of PAX headers."""
+    accepted(tmp, hostile("ok_gnu_long_names.tar"))
+
+
+def test_fuzz_seeds_are_valid_archives(tmp):
+    """The fuzzer's tiny seeds (every layout) split cleanly, so fuzzing starts
+    from inputs that reach the end of a run."""
+    seeds = sorted(fixtures.path("seeds").iterdir())
+    assert len(seeds) >= 8, seeds
+    for seed in seeds:
+        sub = tmp / seed.name
+        sub.mkdir()
+        accepted(sub, seed)
+
+
+# ---------------------------------------------------------------- resource limits
+
+def test_manifest_of_20_mb_is_too_large(tmp):
+    """A document is read into memory only up to 16 MiB; the message says so."""
+    fixtures_hostile.big_manifest(tmp / "big.tar")
+    line = rejected(tmp, tmp / "big.tar", ["too large"], mentions="manifest.json")
+    assert "limit 16777216" in line, line
+
+
+def test_many_tiny_entries_reach_the_heap_limit(tmp):
+    """6000 entries with 2000-character names under --max-memory 8M: exit 3,
+    the message names the limit and the option; without the cap the same
+    archive splits (so the cap, not the archive, stopped it)."""
+    fixtures_hostile.many_entries(tmp / "many.tar.gz", 6000, name_len=2000)
+    line = rejected(tmp, tmp / "many.tar.gz", ["Lua heap limit of 8 MiB reached"], code=3,
+                    options=["--max-memory", "8M"])
+    assert "--max-memory" in line, line
+    p = run([tmp / "many.tar.gz", tmp / "ok"], tmp)
+    assert p.returncode == 0, p.err
+
+
+def test_manifest_with_a_million_layers_reaches_the_heap_limit(tmp):
+    """8 MB of JSON that decodes to a list of a million strings: exit 3 under
+    --max-memory 8M; with the default cap the list is read and the image
+    rejected for what it says (2 diff_ids for a million layers)."""
+    fixtures_hostile.many_layers(tmp / "million.tar", 1000000)
+    rejected(tmp, tmp / "million.tar", ["Lua heap limit of 8 MiB reached"], code=3,
+             options=["--max-memory", "8M"])
+    p = run([tmp / "million.tar", tmp / "out"], tmp)
+    assert_error(p, 1, ["2 diff_ids for 1000000 layers"])
+
+
+def test_tiny_heap_limit_fails_cleanly(tmp):
+    """--max-memory 64K is too small to start: still one line, exit 3, nothing left."""
+    rejected(tmp, fixtures.path("legacy_symlink.tar"), ["Lua heap limit of 64 KiB reached"], code=3,
+             options=["--max-memory", "64K"])
+
+
+def test_max_memory_out_of_range_is_a_usage_error(tmp):
+    for value in ("99999999999999G", "1025G", "-1", "8X"):
+        p = run(["--max-memory", value, fixtures.path("legacy_symlink.tar"), tmp / "out"], tmp)
+        assert_error(p, 2, ["--max-memory"])
+        assert os.listdir(tmp) == [], os.listdir(tmp)
