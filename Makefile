@@ -88,6 +88,12 @@ fuzz: deps $(FUZZ_DIR)/fuzz_archive
 demo: deps all
 	@sh tools/demo.sh
 
+# layersplit against pigz, igzip, skopeo and the original algorithm on an
+# image of real files built once into bench/cache/; writes bench/results.md.
+# BENCH_SIZE_MB (1000), BENCH_RUNS (2) and the rest: see bench/bench.py.
+bench: deps all
+	python3 bench/bench.py
+
 # The bundled Lua is in the binary already; its sources go to DATADIR/lua under
 # their module names (layersplit/policies/NAME.lua), as examples to read.
 BINDIR   ?= $(PREFIX)/bin

@@ -173,6 +173,18 @@ static void reset_entry(struct reader *r)
 	r->blk_len = 0;
 }
 
+/* Every image producer ends its tar with zero blocks, which libarchive
+ * consumes at the end; a stream that stops exactly between two entries has
+ * none, so nothing was read past the last header position.  Only for the
+ * outer archive: a layer's own tar is not ours to judge. */
+static int cut_between_entries(struct reader *r)
+{
+	if (r->parent != NULL ||
+	    (archive_format(r->a) & ARCHIVE_FORMAT_BASE_MASK) != ARCHIVE_FORMAT_TAR)
+		return 0;
+	return archive_filter_bytes(r->a, 0) == archive_read_header_position(r->a);
+}
+
 static int l_next(lua_State *L)
 {
 	struct reader *r = check(L, 0);
@@ -193,6 +205,9 @@ static int l_next(lua_State *L)
 	rc = archive_read_next_header(r->a, &e);
 	if (rc == ARCHIVE_EOF && r->err_class != NULL)
 		rc = ARCHIVE_FATAL; /* a failed read is never a clean end */
+	if (rc == ARCHIVE_EOF && cut_between_entries(r))
+		return ls_fail(L, LS_EARCHIVE, "truncated: the stream ends between two "
+			       "entries, without tar's end-of-archive blocks");
 	if (rc == ARCHIVE_EOF) {
 		r->at_end = 1;
 		lua_pushnil(L);

@@ -50,7 +50,6 @@ struct ls_gzinflate {
 	struct inflate_state st;
 #else
 	z_stream zs;
-	int zs_ready;
 #endif
 };
 
@@ -271,7 +270,6 @@ struct ls_gzinflate *ls_gzinflate_new(struct ls_sink **sinks, int nsinks)
 		free(z);
 		return NULL;
 	}
-	z->zs_ready = 1;
 #endif
 	return z;
 }
@@ -357,8 +355,7 @@ void ls_gzinflate_free(struct ls_gzinflate *z)
 		return;
 #ifndef LS_HAVE_ISAL
 	/* Z_DATA_ERROR here only means the stream was abandoned midway. */
-	if (z->zs_ready)
-		(void)inflateEnd(&z->zs);
+	(void)inflateEnd(&z->zs);
 #endif
 	free(z->out);
 	free(z);

@@ -512,6 +512,22 @@ static int setup(struct ls_gzwrite *gz, int level, int threads)
 	return 0;
 }
 
+/* ISA-L picks its CPU-specific functions on first use, racily: a block
+ * compressed here, before the threads exist, settles them.  0 or -1. */
+static int warm_up(struct ls_gzwrite *gz)
+{
+	static const unsigned char probe[256];
+	struct ls_buf *out = &gz->slots[0].out;
+	const char *why;
+	int rc;
+
+	(void)ls_crc32(0, probe, sizeof(probe));
+	rc = gz->eng->block(gz->workers[0].engine, probe, sizeof(probe), probe, sizeof(probe), 1,
+			    out, &why);
+	out->len = 0;
+	return rc;
+}
+
 struct ls_gzwrite *ls_gzwrite_open(const char *path, const struct ls_deflate_engine *eng,
 				   int level, int threads, char *err, size_t errlen)
 {
@@ -545,7 +561,7 @@ struct ls_gzwrite *ls_gzwrite_open(const char *path, const struct ls_deflate_eng
 		free(gz);
 		return NULL;
 	}
-	if (setup(gz, level, threads) != 0) {
+	if (setup(gz, level, threads) != 0 || warm_up(gz) != 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(ENOMEM));
 		ls_gzwrite_free(gz);
 		return NULL;

@@ -3,21 +3,13 @@
  * line, and Ctrl-C only sets a hook that stops the running statement.  Line
  * editing and history come from libedit when it is built in. */
 #include <errno.h>
-#include <limits.h>
-#include <locale.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <wchar.h>
 
 #include <lauxlib.h>
 
-#ifdef LS_HAVE_LIBEDIT
-#include <histedit.h>
-#endif
-
+#include "prompt.h"
 #include "repl.h"
 #include "sink.h"
 
@@ -26,41 +18,34 @@
 #define PROMPT1 "> "
 #define PROMPT2 ">> "
 #define EOFMARK "<eof>"
-#define HISTORY_SIZE 1000
-
-/* Apart from the lua_load status codes, which are all >= 0. */
-enum { READ_EOF = -2, READ_INTERRUPTED = -1, READ_LINE = 1 };
 
 /* One session, owned by a userdata in a to-be-closed slot: an error that
  * leaves the loop still restores the signal handler and frees libedit. */
 struct repl {
-	int interactive;             /* stdin is a terminal: prompts */
+	struct ls_prompt prompt;
 	int handler_set;             /* old_sigint is the action to restore */
 	struct sigaction old_sigint;
-#ifdef LS_HAVE_LIBEDIT
-	EditLine *el;                /* NULL: plain fgets */
-	History *hist;
-	const char *prompt;
-	char ahead[MB_LEN_MAX];      /* typed after a Ctrl-C: the next line's */
-	size_t ahead_len;
-	const char *history_path;    /* a string kept on repl_run's stack */
-	int history_warned;
-#endif
 };
 
 /* What the SIGINT handler may touch: it can reach nothing else. */
 static lua_State *volatile repl_state;
-static volatile sig_atomic_t at_prompt, prompt_interrupted;
+static volatile sig_atomic_t at_prompt;
 
-/* Raised from a hook, so it reaches the statement wherever it is. */
-static void stop_hook(lua_State *L, lua_Debug *ar)
+static int push_interrupted(lua_State *L)
 {
-	lua_sethook(L, NULL, 0, 0);
 	lua_createtable(L, 0, 2);
 	lua_pushliteral(L, LS_ESIGNAL);
 	lua_setfield(L, -2, "class");
 	lua_pushliteral(L, "interrupted");
 	lua_setfield(L, -2, "message");
+	return 1;
+}
+
+/* Raised from a hook, so it reaches the statement wherever it is. */
+static void stop_hook(lua_State *L, lua_Debug *ar)
+{
+	lua_sethook(L, NULL, 0, 0);
+	push_interrupted(L);
 	lua_error(L);
 }
 
@@ -69,7 +54,7 @@ static void stop_hook(lua_State *L, lua_Debug *ar)
 static void on_sigint(int sig)
 {
 	if (at_prompt) {
-		prompt_interrupted = 1;
+		ls_prompt_interrupted = 1;
 		return;
 	}
 	ls_interrupted = sig;
@@ -97,16 +82,7 @@ static void repl_close(struct repl *r)
 		repl_state = NULL;
 		at_prompt = 0;
 	}
-#ifdef LS_HAVE_LIBEDIT
-	if (r->el != NULL) {
-		el_end(r->el);
-		r->el = NULL;
-	}
-	if (r->hist != NULL) {
-		history_end(r->hist);
-		r->hist = NULL;
-	}
-#endif
+	ls_prompt_close(&r->prompt);
 }
 
 static int repl_gc(lua_State *L)
@@ -115,185 +91,20 @@ static int repl_gc(lua_State *L)
 	return 0;
 }
 
-#ifdef LS_HAVE_LIBEDIT
-static char *edit_prompt(EditLine *el)
-{
-	struct repl *r = NULL;
-
-	if (el_get(el, EL_CLIENTDATA, &r) != 0 || r == NULL || r->prompt == NULL)
-		return (char *)"";
-	return (char *)r->prompt;
-}
-
-/* libedit's own reader retries a read that a signal interrupted; this one
- * gives up at once, so Ctrl-C at the prompt discards the line. */
-static int edit_getc(EditLine *el, wchar_t *wc)
-{
-	struct repl *r = NULL;
-	char buf[MB_LEN_MAX];
-	size_t n = 0, used;
-	mbstate_t mbs;
-	ssize_t got;
-
-	if (prompt_interrupted || el_get(el, EL_CLIENTDATA, &r) != 0 || r == NULL)
-		return -1;
-	for (;;) {
-		if (r->ahead_len > 0) {
-			buf[n] = r->ahead[0];
-			memmove(r->ahead, r->ahead + 1, --r->ahead_len);
-			got = 1;
-		} else {
-			got = read(STDIN_FILENO, buf + n, 1);
-		}
-		if (got < 0 && errno == EINTR && !prompt_interrupted && !ls_interrupted)
-			continue;
-		if (got <= 0)
-			return got < 0 ? -1 : 0;
-		n++;
-		if (prompt_interrupted) {
-			/* The read returned what was typed after the Ctrl-C. */
-			memcpy(r->ahead, buf, n);
-			r->ahead_len = n;
-			return -1;
-		}
-		memset(&mbs, 0, sizeof mbs);
-		used = mbrtowc(wc, buf, n, &mbs);
-		if (used == (size_t)-2 && n < sizeof buf)
-			continue;
-		if (used == (size_t)-1 || used == (size_t)-2)
-			*wc = (unsigned char)buf[0]; /* not in the locale's encoding */
-		return 1;
-	}
-}
-
-/* libedit on the terminal; on any failure the session reads with fgets. */
-static void open_editor(struct repl *r, const char *history_path)
-{
-	HistEvent ev;
-	const char *locale;
-
-	/* libedit decodes what is typed in the locale's character set, and in
-	 * "C" drops every non-ASCII byte: without a locale, assume UTF-8. */
-	locale = setlocale(LC_CTYPE, "");
-	if (locale == NULL || strcmp(locale, "C") == 0 || strcmp(locale, "POSIX") == 0)
-		(void)setlocale(LC_CTYPE, "C.UTF-8"); /* unchanged if absent */
-	if ((r->hist = history_init()) == NULL ||
-	    (r->el = el_init("layersplit", stdin, stdout, stderr)) == NULL ||
-	    history(r->hist, &ev, H_SETSIZE, HISTORY_SIZE) < 0 ||
-	    history(r->hist, &ev, H_SETUNIQUE, 1) < 0 ||
-	    el_set(r->el, EL_CLIENTDATA, r) != 0 ||
-	    el_set(r->el, EL_PROMPT, edit_prompt) != 0 ||
-	    el_set(r->el, EL_EDITOR, "emacs") != 0 ||
-	    el_set(r->el, EL_HIST, history, r->hist) != 0 ||
-	    el_set(r->el, EL_GETCFN, edit_getc) != 0) {
-		repl_close(r);
-		return;
-	}
-	/* Both are optional: a missing ~/.editrc or first session's history. */
-	(void)el_source(r->el, NULL);
-	if (history_path != NULL) {
-		r->history_path = history_path;
-		(void)history(r->hist, &ev, H_LOAD, history_path);
-	}
-}
-
-static int read_edit(lua_State *L, struct repl *r, const char *prompt)
-{
-	int count = 0;
-	const char *line;
-	size_t len;
-
-	r->prompt = prompt;
-	line = el_gets(r->el, &count);
-	if (line == NULL || count <= 0)
-		return count < 0 && (prompt_interrupted || ls_interrupted) ?
-			READ_INTERRUPTED : READ_EOF;
-	len = strlen(line);
-	if (len > 0 && line[len - 1] == '\n')
-		len--;
-	lua_pushlstring(L, line, len);
-	return READ_LINE;
-}
-#endif
-
-/* Adds a statement to the history, saved at once: a session that is
- * killed keeps what was typed. */
-static void remember(struct repl *r, const char *statement)
-{
-#ifdef LS_HAVE_LIBEDIT
-	HistEvent ev;
-
-	if (r->hist == NULL || statement[0] == '\0' ||
-	    history(r->hist, &ev, H_ENTER, statement) < 0 || r->history_path == NULL)
-		return;
-	if (history(r->hist, &ev, H_SAVE, r->history_path) < 0 && !r->history_warned) {
-		r->history_warned = 1;
-		fprintf(stderr, "layersplit: %s: cannot save the history\n",
-			r->history_path);
-	}
-#endif
-}
-
-static int read_plain(lua_State *L, struct repl *r, const char *prompt)
-{
-	luaL_Buffer b;
-	size_t total = 0, n;
-	int result = READ_LINE;
-	char *p;
-
-	if (r->interactive) {
-		fputs(prompt, stdout);
-		fflush(stdout);
-	}
-	luaL_buffinit(L, &b);
-	for (;;) {
-		p = luaL_prepbuffer(&b);
-		if (fgets(p, LUAL_BUFFERSIZE, stdin) == NULL) {
-			if (ferror(stdin)) {
-				int err = errno;
-
-				clearerr(stdin);
-				if (err == EINTR && !prompt_interrupted && !ls_interrupted)
-					continue;
-				result = err == EINTR ? READ_INTERRUPTED : READ_EOF;
-			} else if (total == 0) {
-				result = READ_EOF;
-			}
-			break;
-		}
-		n = strlen(p);
-		luaL_addsize(&b, n);
-		total += n;
-		if (n > 0 && p[n - 1] == '\n') {
-			luaL_buffsub(&b, 1);
-			break;
-		}
-	}
-	luaL_pushresult(&b);
-	if (result != READ_LINE)
-		lua_pop(L, 1);
-	return result;
-}
-
 /* Pushes the next line, without its newline. */
 static int read_line(lua_State *L, struct repl *r, const char *prompt)
 {
 	int got;
 
 	at_prompt = 1;
-	prompt_interrupted = 0;
+	ls_prompt_interrupted = 0;
 	clear_interrupt(L);
-#ifdef LS_HAVE_LIBEDIT
-	if (r->el != NULL)
-		got = read_edit(L, r, prompt);
-	else
-#endif
-		got = read_plain(L, r, prompt);
+	got = ls_prompt_read(L, &r->prompt, prompt);
 	at_prompt = 0;
-	if (prompt_interrupted || ls_interrupted) {
-		if (got == READ_LINE)
+	if (ls_prompt_interrupted || ls_interrupted) {
+		if (got == LS_PROMPT_LINE)
 			lua_pop(L, 1);
-		return READ_INTERRUPTED;
+		return LS_PROMPT_INTERRUPTED;
 	}
 	return got;
 }
@@ -312,18 +123,18 @@ static int incomplete(lua_State *L, int status)
 }
 
 /* Reads one statement and pushes it compiled (LUA_OK) or its syntax error;
- * or returns READ_EOF or READ_INTERRUPTED with nothing pushed. */
+ * or returns LS_PROMPT_EOF or LS_PROMPT_INTERRUPTED with nothing pushed. */
 static int read_statement(lua_State *L, struct repl *r)
 {
 	const char *text;
 	size_t len;
 	int got, status;
 
-	if ((got = read_line(L, r, PROMPT1)) != READ_LINE)
+	if ((got = read_line(L, r, PROMPT1)) != LS_PROMPT_LINE)
 		return got;
 	text = lua_pushfstring(L, "return %s;", lua_tostring(L, -1));
 	if (luaL_loadbuffer(L, text, strlen(text), CHUNKNAME) == LUA_OK) {
-		remember(r, lua_tostring(L, -3));
+		ls_prompt_remember(&r->prompt, lua_tostring(L, -3));
 		lua_replace(L, -3);
 		lua_pop(L, 1);
 		return LUA_OK;
@@ -335,11 +146,11 @@ static int read_statement(lua_State *L, struct repl *r)
 		if (!incomplete(L, status))
 			break;
 		lua_pop(L, 1);
-		if ((got = read_line(L, r, PROMPT2)) == READ_INTERRUPTED) {
+		if ((got = read_line(L, r, PROMPT2)) == LS_PROMPT_INTERRUPTED) {
 			lua_pop(L, 1);
 			return got;
 		}
-		if (got == READ_EOF) {
+		if (got == LS_PROMPT_EOF) {
 			status = luaL_loadbuffer(L, text, len, CHUNKNAME);
 			break;
 		}
@@ -347,7 +158,7 @@ static int read_statement(lua_State *L, struct repl *r)
 		lua_insert(L, -2);
 		lua_concat(L, 3);
 	}
-	remember(r, lua_tostring(L, -2));
+	ls_prompt_remember(&r->prompt, lua_tostring(L, -2));
 	lua_remove(L, -2);
 	return status;
 }
@@ -406,7 +217,7 @@ static int print_results(lua_State *L, int top)
 	lua_getglobal(L, "print");
 	lua_insert(L, top + 1);
 	if (lua_pcall(L, n, 0, 0) != LUA_OK) {
-		lua_pushfstring(L, "error calling 'print' (%s)", luaL_tolstring(L, -1, NULL));
+		lua_pushfstring(L, "error calling 'print' (%s)", lua_tostring(L, -1));
 		return LUA_ERRRUN;
 	}
 	return LUA_OK;
@@ -464,17 +275,11 @@ static int repl_run(lua_State *L)
 	lua_toclose(L, -1);
 	top = lua_gettop(L);
 
-	r->interactive = isatty(STDIN_FILENO);
-	if (r->interactive && banner != NULL) {
+	ls_prompt_open(&r->prompt, history_path);
+	if (r->prompt.interactive && banner != NULL) {
 		fputs(banner, stdout);
 		fflush(stdout);
 	}
-#ifdef LS_HAVE_LIBEDIT
-	if (r->interactive && isatty(STDOUT_FILENO))
-		open_editor(r, history_path);
-#else
-	(void)history_path;
-#endif
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_sigint;
 	sigemptyset(&sa.sa_mask);
@@ -488,9 +293,9 @@ static int repl_run(lua_State *L)
 
 	for (;;) {
 		status = read_statement(L, r);
-		if (status == READ_EOF)
+		if (status == LS_PROMPT_EOF)
 			break;
-		if (status == READ_INTERRUPTED) {
+		if (status == LS_PROMPT_INTERRUPTED) {
 			if (ls_interrupted != 0 && ls_interrupted != SIGINT)
 				break;
 			fputs("\n", stdout);
@@ -510,7 +315,7 @@ static int repl_run(lua_State *L)
 		if (ls_interrupted != 0 && ls_interrupted != SIGINT)
 			break;
 	}
-	if (r->interactive && ls_interrupted == 0)
+	if (r->prompt.interactive && ls_interrupted == 0)
 		fputs("\n", stdout);
 	fflush(stdout);
 	repl_close(r);
@@ -518,15 +323,11 @@ static int repl_run(lua_State *L)
 	clear_interrupt(L);
 	if (stop) {
 		/* SIGTERM, SIGHUP, SIGPIPE: the host reports them and exits. */
-		lua_createtable(L, 0, 2);
-		lua_pushliteral(L, LS_ESIGNAL);
-		lua_setfield(L, -2, "class");
-		lua_pushliteral(L, "interrupted");
-		lua_setfield(L, -2, "message");
+		push_interrupted(L);
 		return lua_error(L);
 	}
 	lua_pushinteger(L, failed);
-	lua_pushboolean(L, r->interactive);
+	lua_pushboolean(L, r->prompt.interactive);
 	return 2;
 }
 

@@ -197,6 +197,15 @@ def build_cases():
     with tarfile.open(fileobj=io.BytesIO(full)) as t:
         m = {x.name: x for x in t}["manifest.json"]
     files["truncated_in_manifest.tar"] = full[:m.offset_data + m.size // 2]
+    # ... and inside the first block of a layer, before its kind is known.
+    with tarfile.open(fileobj=io.BytesIO(full)) as t:
+        first = min((x for x in t if x.name.endswith("/layer.tar")), key=lambda x: x.offset)
+    files["truncated_in_layer_head.tar"] = full[:first.offset_data + 100]
+    # ... and between two entries: after manifest.json, before repositories.
+    full = base.archive()
+    with tarfile.open(fileobj=io.BytesIO(full)) as t:
+        cut = {x.name: x for x in t}["repositories"].offset
+    files["truncated_between_entries.tar"] = full[:cut]
 
     # Layers that are not what they claim: random bytes, a device, a FIFO, a directory.
     files["layer_is_random_bytes.tar"] = tarkit.tar_bytes(replace(

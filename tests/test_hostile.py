@@ -138,6 +138,11 @@ for _name, _doc, _keys, _mentions in [
     ("config_not_json", "the config truncated JSON", ["invalid JSON"], B.cfg_name),
     ("config_without_rootfs", "the config without rootfs.diff_ids", ["no rootfs.diff_ids"], B.cfg_name),
     ("truncated_in_manifest", "the stream ends inside manifest.json", ["truncated"], "manifest.json"),
+    ("truncated_in_layer_head", "the stream ends in a layer's first block, before its kind is known",
+     ["truncated"], "/layer.tar"),
+    ("truncated_between_entries", "the stream ends after manifest.json, where repositories and "
+     "tar's end blocks should follow: without the check, an output without repositories",
+     ["truncated: the stream ends between two entries"], None),
     ("layer_is_random_bytes", "a layer.tar of random bytes", ["not a tar"], LB),
     ("layer_is_a_device", "a layer.tar that is a character device", ["not a tar"], LB),
     ("layer_is_a_fifo", "a layer.tar that is a FIFO", ["not a tar"], LB),
@@ -177,6 +182,18 @@ for _name, _keys in [("file_absolute_into_decoy", ["absolute"]),
                      ("symlink_dir_then_file_through_it", ["absolute"]),
                      ("manifest_config_in_decoy", ["climbs out"])]:
     _escape(_name, _keys)
+
+
+def test_truncated_layer_head_with_every_bundled_policy(tmp):
+    """Each bundled policy sniffs a layer's first bytes; a stream that ends
+    there is an archive error for all of them, not a policy crash (found by
+    the fuzzer)."""
+    policies = sorted(p.stem for p in (Path(__file__).parent.parent / "lua" / "policies").glob("*.lua"))
+    assert "launchpad" in policies, policies
+    for policy in policies:
+        sub = tmp / policy
+        sub.mkdir()
+        rejected(sub, hostile("truncated_in_layer_head.tar"), ["truncated"], options=["--policy", policy])
 
 
 def test_outer_gzip_stream_truncated(tmp):

@@ -7,6 +7,7 @@ import select
 import signal
 import subprocess
 import tarfile
+import termios
 import time
 
 import expect
@@ -95,8 +96,9 @@ def test_archive_handle_lists_the_entries_of_a_real_archive(tmp):
     assert len(listed) == len(members), "listed %d entries, the tar has %d" % (
         len(listed), len(members))
     for (kind, size, rest), m in zip(listed, members):
-        want_kind = "symlink" if m.issym() else "file" if m.isfile() else kind
-        want = m.name + (" -> " + m.linkname if m.issym() else "")
+        want_kind = ("symlink" if m.issym() else "hardlink" if m.islnk() else
+                     "file" if m.isfile() else "dir" if m.isdir() else "other")
+        want = m.name + (" -> " + m.linkname if m.issym() or m.islnk() else "")
         assert (kind, int(size), rest) == (want_kind, m.size if m.isfile() else 0, want), \
             "entry %r: got %r" % (m.name, (kind, size, rest))
     assert out[-1] == str(len(members)), "entries() returned %r" % out[-1]
@@ -170,6 +172,12 @@ def test_sigterm_ends_the_session_with_143(tmp):
 
 # ---- a session on a terminal ----
 
+def _has_libedit():
+    """Whether the binary has line editing (the Makefile adds it when found)."""
+    p = subprocess.run(["ldd", binary()], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    return b"libedit" in p.stdout
+
+
 class Session:
     """layersplit repl on a pseudo-terminal, driven like a person would."""
 
@@ -183,6 +191,7 @@ class Session:
                 os._exit(127)
         self.out = b""
         self.seen = 0       # expect() looks at output after the last match
+        self.editing = _has_libedit()
         self.status = None
 
     def _read(self, deadline):
@@ -213,11 +222,23 @@ class Session:
                 raise AssertionError("session ended waiting for %r; it showed %r" % (text, self.out))
 
     def send(self, data):
+        """Bytes to the terminal now (Ctrl-C while a statement runs)."""
         os.write(self.fd, data.encode() if isinstance(data, str) else data)
+
+    def type(self, data):
+        """Input at a prompt.  libedit prints the prompt before it puts the
+        terminal in raw mode, and a Ctrl-D that arrives in between is lost:
+        wait for raw mode (the master sees the terminal's settings)."""
+        if self.editing:
+            deadline = time.monotonic() + WAIT
+            while termios.tcgetattr(self.fd)[3] & termios.ICANON:
+                assert time.monotonic() < deadline, "the line editor never started"
+                time.sleep(0.01)
+        self.send(data)
 
     def end(self):
         """Ctrl-D; waits for the exit and returns its status."""
-        self.send(b"\x04")
+        self.type(b"\x04")
         deadline = time.monotonic() + WAIT
         try:
             while self._read(deadline):
@@ -226,9 +247,15 @@ class Session:
             pass
         return self.close()
 
-    def close(self):
+    def close(self, wait=True):
+        """The exit status; without wait, a session still running is killed."""
         if self.status is None:
+            # The terminal closes a moment before the exit: give it WAIT.
+            deadline = time.monotonic() + (WAIT if wait else 0)
             pid, status = os.waitpid(self.pid, os.WNOHANG)
+            while pid == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid == 0:
                 os.kill(self.pid, signal.SIGKILL)
                 pid, status = os.waitpid(self.pid, 0)
@@ -246,7 +273,7 @@ def session(*args):
             try:
                 fn(tmp, s)
             finally:
-                s.close()
+                s.close(wait=False)
         return run
     return wrap
 
@@ -254,11 +281,11 @@ def session(*args):
 @session()
 def test_terminal_continues_a_statement_with_the_second_prompt(tmp, s):
     s.expect("> ")
-    s.send("for i = 1, 2 do\r")
+    s.type("for i = 1, 2 do\r")
     s.expect(">> ")
-    s.send("print('n' .. i * 10) end\r")
+    s.type("print('n' .. i * 10) end\r")
     s.expect("n10\r\nn20\r\n> ")
-    s.send("return 6 * 7\r")
+    s.type("return 6 * 7\r")
     s.expect("42\r\n> ")
     status = s.end()
     assert status == 0, "exit %r: %r" % (status, s.out)
@@ -267,11 +294,11 @@ def test_terminal_continues_a_statement_with_the_second_prompt(tmp, s):
 @session()
 def test_terminal_shows_error_with_traceback_and_continues(tmp, s):
     s.expect("> ")
-    s.send("local function f() error('oops') end f()\r")
+    s.type("local function f() error('oops') end f()\r")
     s.expect("stdin:1: oops\r\nstack traceback:\r\n")
     s.expect("in local 'f'")
     s.expect("> ")
-    s.send("return 'alive'\r")
+    s.type("return 'alive'\r")
     s.expect("alive\r\n> ")
     # An interactive session's failures do not make its exit status.
     status = s.end()
@@ -281,12 +308,12 @@ def test_terminal_shows_error_with_traceback_and_continues(tmp, s):
 @session()
 def test_terminal_ctrl_c_interrupts_an_endless_loop(tmp, s):
     s.expect("> ")
-    s.send("print('sp' .. 'in') while true do end\r")
+    s.type("print('sp' .. 'in') while true do end\r")
     s.expect("spin\r\n")
     s.send(b"\x03")
     s.expect("interrupted [signal]")
     s.expect("> ")
-    s.send("return 'next'\r")
+    s.type("return 'next'\r")
     s.expect("next\r\n> ")
     status = s.end()
     assert status == 0, "exit %r: %r" % (status, s.out)
@@ -295,13 +322,13 @@ def test_terminal_ctrl_c_interrupts_an_endless_loop(tmp, s):
 @session()
 def test_terminal_ctrl_c_interrupts_a_c_primitive(tmp, s):
     s.expect("> ")
-    s.send("r = archive.open('/dev/zero', {format = 'raw'}) r:next() "
+    s.type("r = archive.open('/dev/zero', {format = 'raw'}) r:next() "
            "print('sp' .. 'in') return r:pipe(digest.sha256())\r")
     s.expect("spin\r\n")
     s.send(b"\x03")
     s.expect("interrupted")
     s.expect("> ")
-    s.send("return 'next'\r")
+    s.type("return 'next'\r")
     s.expect("next\r\n> ")
     status = s.end()
     assert status == 0, "exit %r: %r" % (status, s.out)
@@ -310,29 +337,24 @@ def test_terminal_ctrl_c_interrupts_a_c_primitive(tmp, s):
 @session()
 def test_terminal_ctrl_c_at_the_prompt_discards_the_line(tmp, s):
     s.expect("> ")
-    s.send("error('typed but abandoned')")
+    s.type("error('typed but abandoned')")
     s.send(b"\x03")
     s.expect("> ")
-    s.send("for i = 1, 2 do\r")
+    s.type("for i = 1, 2 do\r")
     s.expect(">> ")
     s.send(b"\x03")     # also drops a statement that is half typed
     s.expect("> ")
-    s.send("return 'clean'\r")
+    s.type("return 'clean'\r")
     s.expect("clean\r\n> ")
     assert b"stack traceback" not in s.out, s.out
     status = s.end()
     assert status == 0, "exit %r: %r" % (status, s.out)
 
 
-def _has_libedit():
-    p = subprocess.run(["ldd", binary()], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    return b"libedit" in p.stdout
-
-
 @session()
 def test_terminal_history_is_saved_in_home(tmp, s):
     s.expect("> ")
-    s.send("return 'remember me'\r")
+    s.type("return 'remember me'\r")
     s.expect("remember me\r\n> ")
     status = s.end()
     assert status == 0, "exit %r: %r" % (status, s.out)
@@ -349,7 +371,7 @@ def test_terminal_history_is_saved_in_home(tmp, s):
 def test_terminal_session_with_archive_says_so_and_lists_it(tmp, s):
     banner = s.expect("> ")
     assert b"entries()" in banner and b"reader" in banner, banner
-    s.send("return select('#', entries()) == 1\r")
+    s.type("return select('#', entries()) == 1\r")
     s.expect("manifest.json")
     s.expect("true\r\n> ")
     status = s.end()

@@ -121,6 +121,14 @@ function driver.run(opts)
 	local started = progress.clock()
 	local policy = driver.load_policy(opts.policy)
 	local stage = check(fs.stage(opts.outdir))
+	-- The binary also removes an uncommitted stage at exit; in plain Lua
+	-- (the rock) only this does.
+	local committed = false
+	local discard <close> = setmetatable({}, {__close = function()
+		if not committed then
+			pcall(fs.discard, stage)
+		end
+	end})
 	local reader <close> = check(open_input(opts))
 	local meter <close> = start_progress(opts, reader)
 	local ctx = setmetatable({
@@ -166,6 +174,7 @@ function driver.run(opts)
 	ctx.summary.bytes_in = reader:bytes_in()
 	reader:close()
 	check(fs.commit(stage, opts.outdir))
+	committed = true
 	if meter then
 		meter:stop()
 	end

@@ -30,7 +30,7 @@ function policy.entry(ctx, entry)
 		return store:keep_document(entry)
 	end
 	if image.layer_id(path) then
-		local kind = image.sniff(ctx.reader:peek(512))
+		local kind = image.sniff(errors.check(ctx.reader:peek(512)))
 		if image.is_layer_kind(kind) then
 			return store:stream_layer(entry, kind)
 		elseif kind == "json" then

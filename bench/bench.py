@@ -1,0 +1,519 @@
+#!/usr/bin/env python3
+"""make bench: layersplit against its peers, on one image, in one run.
+
+Builds (once, cached in bench/cache/) an image archive of about BENCH_SIZE_MB
+from real files (bench/make_image.py), then times, best of BENCH_RUNS runs
+(interleaved):
+  - layersplit, default engine (zlib level 6) and --engine isal (its default
+    level), each with -j 1 and -j N, reading the archive from a pipe
+    (`cat image.tar | layersplit - OUT`);
+  - pigz -6 -p 1 and -p N, igzip -1 and -3 (one thread), each on the layer
+    tars one after another: the same bytes layersplit compresses;
+  - skopeo copy docker-archive:image.tar oci:DIR (reads the file);
+  - the original algorithm (bench/original.py), on a smaller image
+    (BENCH_ORIGINAL_MB), compared by MB/s;
+  - sha256sum (coreutils) of the archive, a floor for reading it once;
+and prints a table (wall time, MB/s, layer file bytes, peak RSS, time ratios
+to pigz on the same threads and to skopeo) with PASS/FAIL for the targets of
+issue 3, and writes it with the machine and the exact commands to
+bench/results.md.  Every layersplit output is checked (files hash to
+digests.json; on the first run the layers decompress to their diff_ids;
+-j 1 and -j N byte-identical per engine): a broken configuration stops the
+bench, exit 1.
+
+Other work on the machine skews the times: each row shows how many CPUs'
+worth of it ran meanwhile ("other load", from /proc/stat), and before each
+measurement the bench waits up to BENCH_QUIET_WAIT seconds for the rest of
+the machine to go quiet.
+
+Environment: BENCH_SIZE_MB (1000), BENCH_RUNS (2), BENCH_ORIGINAL_MB (100),
+BENCH_JOBS (the CPUs this process may use), BENCH_QUIET_WAIT (60),
+BENCH_CACHE (bench/cache), BENCH_RESULTS (bench/results.md), LAYERSPLIT
+(build/layersplit), BENCH_SOURCES (see make_image.py).  Standard library only.
+"""
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+sys.dont_write_bytecode = True   # no __pycache__ in the source tree
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+import make_image  # noqa: E402
+
+MB = 1000 * 1000
+MIB = 1024 * 1024
+GNU_TIME = "/usr/bin/time"
+TARGETS = {"pigz": 1.10, "skopeo_speedup": 2.0, "skopeo_bytes": 1.06, "rss_mib": 64}
+
+
+class BenchError(Exception):
+    pass
+
+
+def env_int(name, default):
+    value = os.environ.get(name, "")
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise BenchError("%s=%r is not a whole number" % (name, value))
+
+
+def rel(path):
+    """A path as the commands show it: relative to the repository when inside."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def busy_seconds():
+    """CPU seconds the whole machine has spent not idle (steal included)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(limit):
+    """Waits (at most limit seconds) until the rest of the machine uses less
+    than a fifth of a CPU; returns the load it last saw."""
+    deadline = time.monotonic() + limit
+    while True:
+        busy = busy_seconds()
+        time.sleep(0.5)
+        load = (busy_seconds() - busy) / 0.5
+        if load < 0.2 or time.monotonic() >= deadline:
+            return load
+
+
+def spawn(argv, stdout=None, pipe_from=None, rss_file=None):
+    """Runs argv to completion (stdin: `cat pipe_from` through a pipe, or
+    nothing; stdout: a file path, or nothing); returns (wall seconds, peak
+    RSS in KiB and CPU seconds of that process, CPU seconds everything else
+    on the machine used meanwhile); raises on a nonzero exit.  GNU time
+    measures: a child forked by Python itself would start with Python's RSS
+    high-water mark, which Linux keeps across exec."""
+    out = open(stdout, "wb") if stdout else subprocess.DEVNULL
+    busy = busy_seconds()
+    start = time.perf_counter()
+    cat = subprocess.Popen([GNU_TIME, "-f", "%U %S", "-o", rss_file + ".cat", "cat", str(pipe_from)],
+                           stdout=subprocess.PIPE) if pipe_from else None
+    try:
+        p = subprocess.Popen([GNU_TIME, "-f", "%M %U %S", "-o", rss_file] + [str(a) for a in argv],
+                             stdin=cat.stdout if cat else subprocess.DEVNULL,
+                             stdout=out, stderr=subprocess.PIPE)
+    finally:
+        if cat:
+            cat.stdout.close()   # the command holds the read end now
+        if stdout:
+            out.close()
+    err = p.communicate()[1]
+    wall = time.perf_counter() - start
+    cat_cpu = 0.0
+    if cat:
+        cat.wait()
+        cat_cpu = sum(float(x) for x in Path(rss_file + ".cat").read_text().splitlines()[-1].split())
+    busy = busy_seconds() - busy
+    if p.returncode != 0:
+        raise BenchError("%s: exit %d: %s" % (" ".join(map(str, argv)), p.returncode,
+                                              err.decode(errors="replace").strip()[-2000:]))
+    rss, user, system = Path(rss_file).read_text().splitlines()[-1].split()
+    cpu = float(user) + float(system)
+    return wall, int(rss), cpu, max(0.0, busy - cpu - cat_cpu)
+
+
+def file_sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def gunzip_sha256(path):
+    """sha256 of what a gzip file decompresses to, with one member only."""
+    d, h = zlib.decompressobj(31), hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(d.decompress(chunk))
+            if d.eof and (d.unused_data or f.read(1)):
+                raise BenchError("%s: more than one gzip member" % path)
+    if not d.eof:
+        raise BenchError("%s: the gzip stream ends early" % path)
+    return h.hexdigest()
+
+
+class Measure:
+    """One row: a command (or a sequence of them) timed on its input."""
+
+    def __init__(self, name, threads, input_bytes, commands, count=None, check=None):
+        self.name, self.threads, self.input_bytes = name, threads, input_bytes
+        self.commands = commands      # [(argv, stdout path or None, pipe_from or None)] for OUT
+        self.count, self.check = count, check
+        self.walls, self.cpus, self.others, self.rss_kib, self.out_bytes = [], [], [], 0, None
+
+    def argvs(self, out):
+        return [([str(a).replace("{OUT}", str(out)) for a in argv],
+                 stdout.replace("{OUT}", str(out)) if stdout else None, pipe)
+                for argv, stdout, pipe in self.commands]
+
+    def shown(self):
+        lines = []
+        for argv, stdout, pipe in self.argvs("OUT"):
+            line = " ".join("python3" if a == sys.executable else rel(a) if a.startswith("/") else a
+                            for a in argv)
+            if pipe:
+                line = "cat %s | %s" % (rel(pipe), line)
+            if stdout:
+                line += " > " + stdout
+            lines.append(line)
+        return lines
+
+    def run(self, work, first, quiet_wait):
+        if quiet_wait > 0:
+            wait_quiet(quiet_wait)
+        out = work / "out"
+        shutil.rmtree(work, ignore_errors=True)
+        out.mkdir(parents=True)
+        wall = cpu = other = 0.0
+        for argv, stdout, pipe in self.argvs(out):
+            seconds, rss, used, others = spawn(argv, stdout, pipe, str(work / "rss"))
+            wall += seconds
+            cpu += used
+            other += others
+            self.rss_kib = max(self.rss_kib, rss)
+        if self.count:
+            self.out_bytes = self.count(out)
+        if self.check:
+            self.check(self, out, first)
+        shutil.rmtree(work, ignore_errors=True)
+        self.walls.append(wall)
+        self.cpus.append(cpu)
+        self.others.append(other)
+        return wall
+
+    @property
+    def best(self):
+        return min(self.walls)
+
+    @property
+    def other_load(self):
+        """CPUs' worth of other work on the machine during the best run."""
+        i = self.walls.index(self.best)
+        return self.others[i] / self.walls[i]
+
+    @property
+    def spread(self):
+        return (max(self.walls) - min(self.walls)) / min(self.walls) if len(self.walls) > 1 else None
+
+    @property
+    def per_byte(self):
+        return self.best / self.input_bytes
+
+    @property
+    def mb_per_s(self):
+        return self.input_bytes / MB / self.best
+
+
+def sum_files(suffix):
+    return lambda out: sum(p.stat().st_size for p in out.iterdir() if p.name.endswith(suffix))
+
+
+def oci_layer_bytes(out):
+    """The layer blobs' sizes in an OCI layout skopeo wrote (each one checked)."""
+    index = json.loads((out / "index.json").read_text())
+    total = 0
+    for desc in index["manifests"]:
+        manifest = json.loads((out / "blobs" / "sha256" / desc["digest"].split(":")[1]).read_text())
+        for layer in manifest["layers"]:
+            blob = out / "blobs" / "sha256" / layer["digest"].split(":")[1]
+            if blob.stat().st_size != layer["size"]:
+                raise BenchError("skopeo: %s is not %d bytes" % (blob, layer["size"]))
+            total += layer["size"]
+    return total
+
+
+class LayersplitCheck:
+    """Checks every layersplit output; one engine's outputs must all be the
+    same bytes, whatever the thread count."""
+
+    def __init__(self, info):
+        self.info, self.reference = info, {}
+
+    def __call__(self, measure, out, first):
+        files = {p.name: file_sha256(p) for p in sorted(out.iterdir())}
+        digests = json.loads((out / "digests.json").read_text())[0]
+        want = {l["diff_id"]: l["v1id"] for l in self.info["layers"]}
+        if set(digests) != set(want):
+            raise BenchError("%s: digests.json names %s, want %s" % (measure.name, sorted(digests), sorted(want)))
+        for diff, rec in digests.items():
+            name = rec["layer_id"] + ".tar.gz"
+            if files.get(name) != rec["digest"]:
+                raise BenchError("%s: %s does not hash to its digests.json digest" % (measure.name, name))
+            if first and "sha256:" + gunzip_sha256(out / name) != diff:
+                raise BenchError("%s: %s does not decompress to %s" % (measure.name, name, diff))
+        engine = measure.engine
+        if engine not in self.reference:
+            self.reference[engine] = (measure.name, files)
+            return
+        ref_name, ref = self.reference[engine]
+        if files != ref:
+            differ = sorted(n for n in set(files) | set(ref) if files.get(n) != ref.get(n))
+            raise BenchError("%s and %s write different bytes (%s): a broken configuration, not measured"
+                             % (ref_name, measure.name, ", ".join(differ)))
+
+
+def version(argv):
+    try:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        return p.stdout.decode(errors="replace").strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "?"
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def machine(jobs):
+    mem = "?"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = "%.1f GiB" % (int(line.split()[1]) / MIB)
+    except OSError:
+        pass
+    return {"nproc": len(os.sched_getaffinity(0)), "jobs": jobs, "cpu": cpu_model(), "memory": mem,
+            "kernel": platform.release(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def build_measures(layersplit, info, image, small_info, small, jobs):
+    image_tar = image / info["archive"]
+    layers = [image / l["file"] for l in info["layers"]]
+    layer_bytes = sum(l["bytes"] for l in info["layers"])
+    archive_bytes = info["archive_bytes"]
+    check = LayersplitCheck(info)
+    threads = sorted({1, jobs})
+    measures = []
+    for engine, options in (("zlib", []), ("isal", ["--engine", "isal"])):
+        for n in threads:
+            label = "layersplit (zlib -6)" if engine == "zlib" else "layersplit --engine isal"
+            m = Measure("%s -j %d" % (label, n), n, archive_bytes,
+                        [([layersplit, "-q"] + options + ["-j", n, "-", "{OUT}"], None, image_tar)],
+                        count=sum_files(".tar.gz"), check=check)
+            m.engine, m.kind = engine, "layersplit"
+            measures.append(m)
+    for n in threads:
+        m = Measure("pigz -6 -p %d" % n, n, layer_bytes,
+                    [(["pigz", "-6", "-p", n, "-c", l], "{OUT}/%s.gz" % l.name, None) for l in layers],
+                    count=sum_files(".gz"))
+        m.kind = "pigz"
+        measures.append(m)
+    for level in (1, 3):
+        m = Measure("igzip -%d" % level, 1, layer_bytes,
+                    [(["igzip", "-%d" % level, "-c", l], "{OUT}/%s.gz" % l.name, None) for l in layers],
+                    count=sum_files(".gz"))
+        m.kind = "igzip"
+        measures.append(m)
+    m = Measure("skopeo copy", jobs, archive_bytes,
+                [(["skopeo", "copy", "-q", "docker-archive:%s" % image_tar, "oci:{OUT}"], None, None)],
+                count=oci_layer_bytes)
+    m.kind = "skopeo"
+    measures.append(m)
+    small_tar = small / small_info["archive"]
+    m = Measure("original (Python, gzip -9)", 1, small_info["archive_bytes"],
+                [([sys.executable, HERE / "original.py", small_tar, "{OUT}"], None, None)],
+                count=sum_files(".tar.gz"))
+    m.kind = "original"
+    measures.append(m)
+    m = Measure("sha256sum of the archive", 1, archive_bytes,
+                [(["sha256sum", image_tar], None, None)])
+    m.kind = "sha256sum"
+    measures.append(m)
+    return measures
+
+
+def find(measures, kind, threads=None, engine=None):
+    for m in measures:
+        if m.kind == kind and (threads is None or m.threads == threads) and \
+                (engine is None or getattr(m, "engine", None) == engine):
+            return m
+    return None
+
+
+def verdict(value, limit, at_most, *rows):
+    """PASS or FAIL, marked when the margin is inside the rows' run-to-run spread."""
+    ok = value <= limit if at_most else value >= limit
+    noise = max((m.spread or 0) for m in rows) if rows else 0
+    close = abs(value - limit) / limit <= noise
+    return ("PASS" if ok else "FAIL") + (" (within the noise: spread %.0f%%)" % (100 * noise) if close else "")
+
+
+def targets(measures, jobs, archive_bytes):
+    """[(target, measured, result)] for issue 3's targets, from this run."""
+    rows = []
+    for n in sorted({jobs, 1}, reverse=True):
+        ls, pigz = find(measures, "layersplit", n, "zlib"), find(measures, "pigz", n)
+        r = ls.best / pigz.best
+        rows.append(("default engine wall time <= %.2fx pigz -6, %d thread%s" % (TARGETS["pigz"], n, "s" * (n > 1)),
+                     "%.3fx (%.2f s vs %.2f s)" % (r, ls.best, pigz.best),
+                     verdict(r, TARGETS["pigz"], True, ls, pigz)))
+    isal, skopeo = find(measures, "layersplit", jobs, "isal"), find(measures, "skopeo")
+    speedup = skopeo.best / isal.best
+    rows.append(("--engine isal -j %d >= %.1fx faster than skopeo copy" % (jobs, TARGETS["skopeo_speedup"]),
+                 "%.2fx (%.2f s vs %.2f s)" % (speedup, isal.best, skopeo.best),
+                 verdict(speedup, TARGETS["skopeo_speedup"], False, isal, skopeo)))
+    r = isal.out_bytes / skopeo.out_bytes
+    rows.append(("--engine isal layer files <= %.2fx skopeo's layer bytes" % TARGETS["skopeo_bytes"],
+                 "%.3fx (%.1f MB vs %.1f MB)" % (r, isal.out_bytes / MB, skopeo.out_bytes / MB),
+                 verdict(r, TARGETS["skopeo_bytes"], True)))
+    peak = max(m.rss_kib for m in measures if m.kind == "layersplit") / 1024
+    rows.append(("peak RSS <= %d MiB, archive from a pipe (every layersplit row)" % TARGETS["rss_mib"],
+                 "%.1f MiB (on %.0f MB)" % (peak, archive_bytes / MB), verdict(peak, TARGETS["rss_mib"], True)))
+    return rows
+
+
+def fmt_ratio(m, peer):
+    return "%.2f" % (m.per_byte / peer.per_byte) if peer else "-"
+
+
+def table(measures, jobs):
+    skopeo = find(measures, "skopeo")
+    head = ["tool", "threads", "input MB", "wall s", "spread", "CPU s", "other load", "MB/s",
+            "layer files MB", "out/in", "peak RSS MiB", "time vs pigz", "time vs skopeo"]
+    rows = []
+    for m in measures:
+        pigz = find(measures, "pigz", m.threads if m.threads in (1, jobs) else 1)
+        rows.append([m.name, str(m.threads), "%.1f" % (m.input_bytes / MB), "%.2f" % m.best,
+                     "%.0f%%" % (100 * m.spread) if m.spread is not None else "-",
+                     "%.1f" % min(m.cpus), "%.2f" % m.other_load,
+                     "%.1f" % m.mb_per_s,
+                     "%.1f" % (m.out_bytes / MB) if m.out_bytes is not None else "-",
+                     "%.3f" % (m.out_bytes / m.input_bytes) if m.out_bytes is not None else "-",
+                     "%.1f" % (m.rss_kib / 1024),
+                     fmt_ratio(m, pigz), fmt_ratio(m, skopeo)])
+    return head, rows
+
+
+def markdown(head, rows):
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def report(measures, target_rows, info, small_info, host, versions, runs, image, small, checked):
+    head, rows = table(measures, host["jobs"])
+    layer_mb = ", ".join("%.0f" % (l["bytes"] / MB) for l in info["layers"])
+    out = ["# layersplit benchmark", "",
+           "Written by `make bench` (bench/bench.py) on %s." % host["date"], "",
+           "- Machine: %d CPUs (nproc), %s, %s RAM, Linux %s; N = %d threads."
+           % (host["nproc"], host["cpu"], host["memory"], host["kernel"], host["jobs"]),
+           "- Tools: " + "; ".join(versions) + ".",
+           "- Input: `%s`, %d bytes (%.1f MB), docker <= 24 layout, %d layers of %s MB (files from %s); "
+           "the layer tars total %d bytes." % (rel(image / info["archive"]), info["archive_bytes"],
+                                               info["archive_bytes"] / MB, len(info["layers"]), layer_mb,
+                                               ", ".join(info["sources"]),
+                                               sum(l["bytes"] for l in info["layers"])),
+           "- The original algorithm, being slow, ran on `%s`, %d bytes (%.1f MB): compare it by MB/s."
+           % (rel(small / small_info["archive"]), small_info["archive_bytes"], small_info["archive_bytes"] / MB),
+           "- Each time is the best of %d run(s), interleaved; spread = (slowest - fastest) / fastest. "
+           "MB = 10^6 bytes, MiB = 2^20; MB/s = input bytes / wall time; peak RSS by GNU time (%%M) "
+           "(layersplit's own, not cat's; for pigz and igzip the largest over the layers)." % runs,
+           "- \"time vs\" = seconds per input byte over the peer's (pigz with the same thread count; "
+           "< 1 is faster). pigz and igzip compress the layer tars one after another (the same bytes "
+           "layersplit compresses) and hash nothing; layersplit reads the whole archive from a pipe "
+           "and hashes every layer twice (sha256 of the tar and of the .tar.gz); skopeo reads the file.",
+           "- The input was in the page cache (read once before timing). \"CPU s\" = user + system "
+           "time of the tool (best run); \"other load\" = CPUs' worth of other processes on the machine "
+           "during the best run (from /proc/stat; 0.00 = a quiet machine, anything near 1 skews that row).",
+           "",
+           "## Results", "", markdown(head, rows), "",
+           "## Targets (issue 3)", "", markdown(["target", "measured", "result"], [list(r) for r in target_rows]),
+           "", "## Correctness", ""]
+    out += ["- " + c for c in checked]
+    out += ["", "## Commands", "", "OUT is a fresh directory per run; the image paths are relative to "
+            "the repository.", "", "```"]
+    for m in measures:
+        out.append("# " + m.name)
+        out += m.shown()
+    out += ["```", "", "Rerun: `make bench` (BENCH_SIZE_MB=%d BENCH_RUNS=%d here)." % (info["size_mb"], runs), ""]
+    return "\n".join(out)
+
+
+def main():
+    size_mb = env_int("BENCH_SIZE_MB", 1000)
+    runs = env_int("BENCH_RUNS", 2)
+    original_mb = min(env_int("BENCH_ORIGINAL_MB", 100), size_mb)
+    jobs = env_int("BENCH_JOBS", len(os.sched_getaffinity(0)))
+    quiet_wait = env_int("BENCH_QUIET_WAIT", 60)
+    if size_mb < 1 or runs < 1 or original_mb < 1 or jobs < 1:
+        raise BenchError("BENCH_SIZE_MB, BENCH_RUNS, BENCH_ORIGINAL_MB and BENCH_JOBS must be >= 1")
+    cache = Path(os.environ.get("BENCH_CACHE") or HERE / "cache").resolve()
+    results = Path(os.environ.get("BENCH_RESULTS") or HERE / "results.md")
+    layersplit = Path(os.environ.get("LAYERSPLIT") or REPO / "build" / "layersplit").resolve()
+    if not os.access(layersplit, os.X_OK):
+        raise BenchError("no layersplit binary at %s (run make)" % layersplit)
+    for tool in ("pigz", "igzip", "skopeo", "sha256sum", "cat", GNU_TIME):
+        if not shutil.which(tool):
+            raise BenchError("%s not found (make deps installs it)" % tool)
+
+    t0 = time.time()
+    image, small = cache / ("%dmb" % size_mb), cache / ("%dmb" % original_mb)
+    info = make_image.ensure(size_mb, image)
+    small_info = info if small == image else make_image.ensure(original_mb, small)
+    print("# image %s: %d bytes, %d layers; original on %s (%.1fs)" % (
+        rel(image / info["archive"]), info["archive_bytes"], len(info["layers"]),
+        rel(small / small_info["archive"]), time.time() - t0), flush=True)
+    for path in [image / info["archive"], small / small_info["archive"]] + \
+            [image / l["file"] for l in info["layers"]]:
+        with open(path, "rb") as f:   # into the page cache, so every tool reads from memory
+            while f.read(1 << 20):
+                pass
+
+    host = machine(jobs)
+    versions = [version([layersplit, "--version"]), version(["pigz", "--version"]),
+                version(["igzip", "--version"]), version(["skopeo", "--version"]),
+                "Python " + platform.python_version()]
+    measures = build_measures(layersplit, info, image, small_info, small, jobs)
+    work = cache / ("work-%d" % os.getpid())
+    try:
+        for r in range(runs):
+            for m in measures:
+                wall = m.run(work, r == 0, quiet_wait)
+                print("run %d/%d  %-36s %8.2f s" % (r + 1, runs, m.name, wall), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    counted = {m.name: m for m in measures if m.kind == "layersplit"}
+    checked = ["%s: every run's files hash to digests.json; on run 1 every layer decompressed "
+               "(one gzip member) to its diff_id." % ", ".join(counted)]
+    for engine in ("zlib", "isal"):
+        names = [m.name for m in measures if getattr(m, "engine", None) == engine]
+        if len(names) > 1:
+            checked.append("%s: byte-identical outputs in all %d runs." % (" and ".join(names), runs))
+    target_rows = targets(measures, jobs, info["archive_bytes"])
+    text = report(measures, target_rows, info, small_info, host, versions, runs, image, small, checked)
+    results.write_text(text)
+    head, rows = table(measures, jobs)
+    print()
+    print(markdown(head, rows))
+    print()
+    print(markdown(["target", "measured", "result"], [list(r) for r in target_rows]))
+    print("\n# written to %s (%.0f s in all)" % (rel(results), time.time() - t0))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BenchError as e:
+        print("bench: %s" % e, file=sys.stderr)
+        sys.exit(1)
