@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """make bench: layersplit against its peers, on one image, in one run.
 
-Builds (once, cached in bench/cache/) an image archive of about BENCH_SIZE_MB
-from real files (bench/make_image.py), then times, best of BENCH_RUNS runs
+Builds (once, cached in bench/cache/: twice BENCH_SIZE_MB on disk, the
+archive and its layer tars) an image archive of about BENCH_SIZE_MB from real
+files (bench/make_image.py), then times, best of BENCH_RUNS runs
 (interleaved):
   - layersplit, default engine (zlib level 6) and --engine isal (its default
     level), each with -j 1 and -j N, reading the archive from a pipe
@@ -16,18 +17,18 @@ from real files (bench/make_image.py), then times, best of BENCH_RUNS runs
 and prints a table (wall time, MB/s, layer file bytes, peak RSS, time ratios
 to pigz on the same threads and to skopeo) with PASS/FAIL for the targets of
 issue 3, and writes it with the machine and the exact commands to
-bench/results.md.  Every layersplit output is checked (files hash to
+bench/results.md (the rendering is bench/report.py).  Every layersplit output is checked (files hash to
 digests.json; on the first run the layers decompress to their diff_ids;
 -j 1 and -j N byte-identical per engine): a broken configuration stops the
 bench, exit 1.
 
 Other work on the machine skews the times: each row shows how many CPUs'
 worth of it ran meanwhile ("other load", from /proc/stat), and before each
-measurement the bench waits up to BENCH_QUIET_WAIT seconds for the rest of
-the machine to go quiet.
+measurement the bench waits (up to 30 s, and BENCH_QUIET_WAIT seconds in
+all) for the rest of the machine to go quiet.
 
 Environment: BENCH_SIZE_MB (1000), BENCH_RUNS (2), BENCH_ORIGINAL_MB (100),
-BENCH_JOBS (the CPUs this process may use), BENCH_QUIET_WAIT (60),
+BENCH_JOBS (the CPUs this process may use), BENCH_QUIET_WAIT (120),
 BENCH_CACHE (bench/cache), BENCH_RESULTS (bench/results.md), LAYERSPLIT
 (build/layersplit), BENCH_SOURCES (see make_image.py).  Standard library only.
 """
@@ -47,11 +48,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 import make_image  # noqa: E402
+from report import MB, find, markdown, rel, report, table, targets  # noqa: E402
 
-MB = 1000 * 1000
 MIB = 1024 * 1024
 GNU_TIME = "/usr/bin/time"
-TARGETS = {"pigz": 1.10, "skopeo_speedup": 2.0, "skopeo_bytes": 1.06, "rss_mib": 64}
 
 
 class BenchError(Exception):
@@ -64,14 +64,6 @@ def env_int(name, default):
         return int(value) if value else default
     except ValueError:
         raise BenchError("%s=%r is not a whole number" % (name, value))
-
-
-def rel(path):
-    """A path as the commands show it: relative to the repository when inside."""
-    try:
-        return str(Path(path).resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
 
 
 def busy_seconds():
@@ -163,18 +155,16 @@ class Measure:
     def shown(self):
         lines = []
         for argv, stdout, pipe in self.argvs("OUT"):
-            line = " ".join("python3" if a == sys.executable else rel(a) if a.startswith("/") else a
+            line = " ".join("python3" if a == sys.executable else a.replace(str(REPO) + "/", "")
                             for a in argv)
             if pipe:
-                line = "cat %s | %s" % (rel(pipe), line)
+                line = "cat %s | %s" % (str(pipe).replace(str(REPO) + "/", ""), line)
             if stdout:
                 line += " > " + stdout
             lines.append(line)
         return lines
 
-    def run(self, work, first, quiet_wait):
-        if quiet_wait > 0:
-            wait_quiet(quiet_wait)
+    def run(self, work, first):
         out = work / "out"
         shutil.rmtree(work, ignore_errors=True)
         out.mkdir(parents=True)
@@ -342,111 +332,16 @@ def build_measures(layersplit, info, image, small_info, small, jobs):
     return measures
 
 
-def find(measures, kind, threads=None, engine=None):
-    for m in measures:
-        if m.kind == kind and (threads is None or m.threads == threads) and \
-                (engine is None or getattr(m, "engine", None) == engine):
-            return m
-    return None
-
-
-def verdict(value, limit, at_most, *rows):
-    """PASS or FAIL, marked when the margin is inside the rows' run-to-run spread."""
-    ok = value <= limit if at_most else value >= limit
-    noise = max((m.spread or 0) for m in rows) if rows else 0
-    close = abs(value - limit) / limit <= noise
-    return ("PASS" if ok else "FAIL") + (" (within the noise: spread %.0f%%)" % (100 * noise) if close else "")
-
-
-def targets(measures, jobs, archive_bytes):
-    """[(target, measured, result)] for issue 3's targets, from this run."""
-    rows = []
-    for n in sorted({jobs, 1}, reverse=True):
-        ls, pigz = find(measures, "layersplit", n, "zlib"), find(measures, "pigz", n)
-        r = ls.best / pigz.best
-        rows.append(("default engine wall time <= %.2fx pigz -6, %d thread%s" % (TARGETS["pigz"], n, "s" * (n > 1)),
-                     "%.3fx (%.2f s vs %.2f s)" % (r, ls.best, pigz.best),
-                     verdict(r, TARGETS["pigz"], True, ls, pigz)))
-    isal, skopeo = find(measures, "layersplit", jobs, "isal"), find(measures, "skopeo")
-    speedup = skopeo.best / isal.best
-    rows.append(("--engine isal -j %d >= %.1fx faster than skopeo copy" % (jobs, TARGETS["skopeo_speedup"]),
-                 "%.2fx (%.2f s vs %.2f s)" % (speedup, isal.best, skopeo.best),
-                 verdict(speedup, TARGETS["skopeo_speedup"], False, isal, skopeo)))
-    r = isal.out_bytes / skopeo.out_bytes
-    rows.append(("--engine isal layer files <= %.2fx skopeo's layer bytes" % TARGETS["skopeo_bytes"],
-                 "%.3fx (%.1f MB vs %.1f MB)" % (r, isal.out_bytes / MB, skopeo.out_bytes / MB),
-                 verdict(r, TARGETS["skopeo_bytes"], True)))
-    peak = max(m.rss_kib for m in measures if m.kind == "layersplit") / 1024
-    rows.append(("peak RSS <= %d MiB, archive from a pipe (every layersplit row)" % TARGETS["rss_mib"],
-                 "%.1f MiB (on %.0f MB)" % (peak, archive_bytes / MB), verdict(peak, TARGETS["rss_mib"], True)))
-    return rows
-
-
-def fmt_ratio(m, peer):
-    return "%.2f" % (m.per_byte / peer.per_byte) if peer else "-"
-
-
-def table(measures, jobs):
-    skopeo = find(measures, "skopeo")
-    head = ["tool", "threads", "input MB", "wall s", "spread", "CPU s", "other load", "MB/s",
-            "layer files MB", "out/in", "peak RSS MiB", "time vs pigz", "time vs skopeo"]
-    rows = []
-    for m in measures:
-        pigz = find(measures, "pigz", m.threads if m.threads in (1, jobs) else 1)
-        rows.append([m.name, str(m.threads), "%.1f" % (m.input_bytes / MB), "%.2f" % m.best,
-                     "%.0f%%" % (100 * m.spread) if m.spread is not None else "-",
-                     "%.1f" % min(m.cpus), "%.2f" % m.other_load,
-                     "%.1f" % m.mb_per_s,
-                     "%.1f" % (m.out_bytes / MB) if m.out_bytes is not None else "-",
-                     "%.3f" % (m.out_bytes / m.input_bytes) if m.out_bytes is not None else "-",
-                     "%.1f" % (m.rss_kib / 1024),
-                     fmt_ratio(m, pigz), fmt_ratio(m, skopeo)])
-    return head, rows
-
-
-def markdown(head, rows):
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def report(measures, target_rows, info, small_info, host, versions, runs, image, small, checked):
-    head, rows = table(measures, host["jobs"])
-    layer_mb = ", ".join("%.0f" % (l["bytes"] / MB) for l in info["layers"])
-    out = ["# layersplit benchmark", "",
-           "Written by `make bench` (bench/bench.py) on %s." % host["date"], "",
-           "- Machine: %d CPUs (nproc), %s, %s RAM, Linux %s; N = %d threads."
-           % (host["nproc"], host["cpu"], host["memory"], host["kernel"], host["jobs"]),
-           "- Tools: " + "; ".join(versions) + ".",
-           "- Input: `%s`, %d bytes (%.1f MB), docker <= 24 layout, %d layers of %s MB (files from %s); "
-           "the layer tars total %d bytes." % (rel(image / info["archive"]), info["archive_bytes"],
-                                               info["archive_bytes"] / MB, len(info["layers"]), layer_mb,
-                                               ", ".join(info["sources"]),
-                                               sum(l["bytes"] for l in info["layers"])),
-           "- The original algorithm, being slow, ran on `%s`, %d bytes (%.1f MB): compare it by MB/s."
-           % (rel(small / small_info["archive"]), small_info["archive_bytes"], small_info["archive_bytes"] / MB),
-           "- Each time is the best of %d run(s), interleaved; spread = (slowest - fastest) / fastest. "
-           "MB = 10^6 bytes, MiB = 2^20; MB/s = input bytes / wall time; peak RSS by GNU time (%%M) "
-           "(layersplit's own, not cat's; for pigz and igzip the largest over the layers)." % runs,
-           "- \"time vs\" = seconds per input byte over the peer's (pigz with the same thread count; "
-           "< 1 is faster). pigz and igzip compress the layer tars one after another (the same bytes "
-           "layersplit compresses) and hash nothing; layersplit reads the whole archive from a pipe "
-           "and hashes every layer twice (sha256 of the tar and of the .tar.gz); skopeo reads the file.",
-           "- The input was in the page cache (read once before timing). \"CPU s\" = user + system "
-           "time of the tool (best run); \"other load\" = CPUs' worth of other processes on the machine "
-           "during the best run (from /proc/stat; 0.00 = a quiet machine, anything near 1 skews that row).",
-           "",
-           "## Results", "", markdown(head, rows), "",
-           "## Targets (issue 3)", "", markdown(["target", "measured", "result"], [list(r) for r in target_rows]),
-           "", "## Correctness", ""]
-    out += ["- " + c for c in checked]
-    out += ["", "## Commands", "", "OUT is a fresh directory per run; the image paths are relative to "
-            "the repository.", "", "```"]
-    for m in measures:
-        out.append("# " + m.name)
-        out += m.shown()
-    out += ["```", "", "Rerun: `make bench` (BENCH_SIZE_MB=%d BENCH_RUNS=%d here)." % (info["size_mb"], runs), ""]
-    return "\n".join(out)
+def run_order(measures, jobs):
+    """Each layersplit row right before or after its peer (zlib: pigz on the
+    same threads; isal: skopeo): a machine's speed drifts over minutes, so
+    rows compared run close together."""
+    order = []
+    for n in sorted({1, jobs}):
+        order += [find(measures, "layersplit", n, "zlib"), find(measures, "pigz", n)]
+    order += [find(measures, "layersplit", n, "isal") for n in sorted({1, jobs})]
+    order.append(find(measures, "skopeo"))
+    return order + [m for m in measures if m not in order]
 
 
 def main():
@@ -454,7 +349,7 @@ def main():
     runs = env_int("BENCH_RUNS", 2)
     original_mb = min(env_int("BENCH_ORIGINAL_MB", 100), size_mb)
     jobs = env_int("BENCH_JOBS", len(os.sched_getaffinity(0)))
-    quiet_wait = env_int("BENCH_QUIET_WAIT", 60)
+    quiet_left = env_int("BENCH_QUIET_WAIT", 120)
     if size_mb < 1 or runs < 1 or original_mb < 1 or jobs < 1:
         raise BenchError("BENCH_SIZE_MB, BENCH_RUNS, BENCH_ORIGINAL_MB and BENCH_JOBS must be >= 1")
     cache = Path(os.environ.get("BENCH_CACHE") or HERE / "cache").resolve()
@@ -487,8 +382,12 @@ def main():
     work = cache / ("work-%d" % os.getpid())
     try:
         for r in range(runs):
-            for m in measures:
-                wall = m.run(work, r == 0, quiet_wait)
+            for m in run_order(measures, jobs):
+                if quiet_left > 0:
+                    waited = time.monotonic()
+                    wait_quiet(min(quiet_left, 30))
+                    quiet_left -= time.monotonic() - waited
+                wall = m.run(work, r == 0)
                 print("run %d/%d  %-36s %8.2f s" % (r + 1, runs, m.name, wall), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

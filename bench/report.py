@@ -1,0 +1,149 @@
+"""The benchmark's table, targets and bench/results.md, from its measurements
+(bench/bench.py's Measure rows: name, kind, threads, input_bytes, walls,
+cpus, others, rss_kib, out_bytes).  Standard library only."""
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MB = 1000 * 1000
+BUSY = 0.25   # other processes' load (CPUs) that skews a measurement
+TARGETS = {"pigz": 1.10, "skopeo_speedup": 2.0, "skopeo_bytes": 1.06, "rss_mib": 64}
+
+
+def rel(path):
+    """A path relative to the repository when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def find(measures, kind, threads=None, engine=None):
+    for m in measures:
+        if m.kind == kind and (threads is None or m.threads == threads) and \
+                (engine is None or getattr(m, "engine", None) == engine):
+            return m
+    return None
+
+
+def per_run(a, b, invert=False):
+    """The ratio of two rows' times in each run, as text."""
+    return ", ".join("%.2f" % (y / x if invert else x / y) for x, y in zip(a.walls, b.walls))
+
+
+def verdict(value, limit, at_most, *rows):
+    """PASS or FAIL, with a warning when the margin is inside the rows'
+    run-to-run spread or other processes loaded the machine meanwhile."""
+    ok = value <= limit if at_most else value >= limit
+    notes = []
+    noise = max([m.spread or 0 for m in rows] + [0])
+    if abs(value - limit) / limit <= noise:
+        notes.append("within the noise: spread %.0f%%" % (100 * noise))
+    busy = max([m.other_load for m in rows] + [0])
+    if busy >= BUSY:
+        notes.append("machine busy: other load %.2f" % busy)
+    return ("PASS" if ok else "FAIL") + (" (%s)" % "; ".join(notes) if notes else "")
+
+
+def targets(measures, jobs, archive_bytes):
+    """[(target, measured, result)] for issue 3's targets, from this run."""
+    rows = []
+    for n in sorted({jobs, 1}, reverse=True):
+        ls, pigz = find(measures, "layersplit", n, "zlib"), find(measures, "pigz", n)
+        r = ls.best / pigz.best
+        rows.append(("default engine wall time <= %.2fx pigz -6, %d thread%s" % (TARGETS["pigz"], n, "s" * (n > 1)),
+                     "%.3fx (%.2f s vs %.2f s; each run: %s)" % (r, ls.best, pigz.best, per_run(ls, pigz)),
+                     verdict(r, TARGETS["pigz"], True, ls, pigz)))
+    isal, skopeo = find(measures, "layersplit", jobs, "isal"), find(measures, "skopeo")
+    speedup = skopeo.best / isal.best
+    rows.append(("--engine isal -j %d >= %.1fx faster than skopeo copy" % (jobs, TARGETS["skopeo_speedup"]),
+                 "%.2fx (%.2f s vs %.2f s; each run: %s)" % (speedup, isal.best, skopeo.best,
+                                                             per_run(isal, skopeo, invert=True)),
+                 verdict(speedup, TARGETS["skopeo_speedup"], False, isal, skopeo)))
+    r = isal.out_bytes / skopeo.out_bytes
+    rows.append(("--engine isal layer files <= %.2fx skopeo's layer bytes" % TARGETS["skopeo_bytes"],
+                 "%.3fx (%.1f MB vs %.1f MB)" % (r, isal.out_bytes / MB, skopeo.out_bytes / MB),
+                 verdict(r, TARGETS["skopeo_bytes"], True)))
+    peak = max(m.rss_kib for m in measures if m.kind == "layersplit") / 1024
+    rows.append(("peak RSS <= %d MiB, archive from a pipe (every layersplit row)" % TARGETS["rss_mib"],
+                 "%.1f MiB (on %.0f MB)" % (peak, archive_bytes / MB), verdict(peak, TARGETS["rss_mib"], True)))
+    return rows
+
+
+def contention(measures):
+    busy = [m for m in measures if m.other_load >= BUSY]
+    if not busy:
+        return "- The machine was quiet: other load below %.2f in every row." % BUSY
+    return "- **The machine was busy** (other processes) during %s: those times are longer than on a " \
+        "quiet machine; CPU s is not affected as much." % ", ".join(
+            "%s (%.2f)" % (m.name, m.other_load) for m in busy)
+
+
+def fmt_ratio(m, peer):
+    return "%.2f" % (m.per_byte / peer.per_byte) if peer else "-"
+
+
+def table(measures, jobs):
+    skopeo = find(measures, "skopeo")
+    head = ["tool", "threads", "input MB", "wall s", "spread", "CPU s", "other load", "MB/s",
+            "layer files MB", "out/in", "peak RSS MiB", "time vs pigz", "time vs skopeo"]
+    rows = []
+    for m in measures:
+        pigz = find(measures, "pigz", m.threads if m.threads in (1, jobs) else 1)
+        rows.append([m.name, str(m.threads), "%.1f" % (m.input_bytes / MB), "%.2f" % m.best,
+                     "%.0f%%" % (100 * m.spread) if m.spread is not None else "-",
+                     "%.1f" % min(m.cpus), "%.2f" % m.other_load,
+                     "%.1f" % m.mb_per_s,
+                     "%.1f" % (m.out_bytes / MB) if m.out_bytes is not None else "-",
+                     "%.3f" % (m.out_bytes / m.input_bytes) if m.out_bytes is not None else "-",
+                     "%.1f" % (m.rss_kib / 1024),
+                     fmt_ratio(m, pigz), fmt_ratio(m, skopeo)])
+    return head, rows
+
+
+def markdown(head, rows):
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def report(measures, target_rows, info, small_info, host, versions, runs, image, small, checked):
+    head, rows = table(measures, host["jobs"])
+    layer_mb = ", ".join("%.0f" % (l["bytes"] / MB) for l in info["layers"])
+    out = ["# layersplit benchmark", "",
+           "Written by `make bench` (bench/bench.py) on %s." % host["date"], "",
+           "- Machine: %d CPUs (nproc), %s, %s RAM, Linux %s; N = %d threads."
+           % (host["nproc"], host["cpu"], host["memory"], host["kernel"], host["jobs"]),
+           "- Tools: " + "; ".join(versions) + ".",
+           "- Input: `%s`, %d bytes (%.1f MB), docker <= 24 layout, %d layers of %s MB (files from %s); "
+           "the layer tars total %d bytes." % (rel(image / info["archive"]), info["archive_bytes"],
+                                               info["archive_bytes"] / MB, len(info["layers"]), layer_mb,
+                                               ", ".join(info["sources"]),
+                                               sum(l["bytes"] for l in info["layers"])),
+           "- The original algorithm, being slow, ran on `%s`, %d bytes (%.1f MB): compare it by MB/s."
+           % (rel(small / small_info["archive"]), small_info["archive_bytes"], small_info["archive_bytes"] / MB),
+           "- Each time is the best of %d run(s), interleaved (each layersplit row next to the peer "
+           "it is compared with); spread = (slowest - fastest) / fastest. "
+           "MB = 10^6 bytes, MiB = 2^20; MB/s = input bytes / wall time; peak RSS by GNU time (%%M) "
+           "(layersplit's own, not cat's; for pigz and igzip the largest over the layers)." % runs,
+           "- threads = compression threads (-j, -p; skopeo: Go's default, all CPUs); layersplit also "
+           "has a reading and a writing thread per layer, which hash.",
+           "- \"time vs\" = seconds per input byte over the peer's (pigz with the same thread count; "
+           "< 1 is faster). pigz and igzip compress the layer tars one after another (the same bytes "
+           "layersplit compresses) and hash nothing; layersplit reads the whole archive from a pipe "
+           "and hashes every layer twice (sha256 of the tar and of the .tar.gz); skopeo reads the file.",
+           "- The input was in the page cache (read once before timing). \"CPU s\" = user + system "
+           "time of the tool (best run); \"other load\" = CPUs' worth of other processes on the machine "
+           "during the best run (from /proc/stat; 0.00 = a quiet machine; from %.2f on, the targets "
+           "it enters are marked)." % BUSY, contention(measures),
+           "",
+           "## Results", "", markdown(head, rows), "",
+           "## Targets (issue 3)", "", markdown(["target", "measured", "result"], [list(r) for r in target_rows]),
+           "", "## Correctness", ""]
+    out += ["- " + c for c in checked]
+    out += ["", "## Commands", "", "OUT is a fresh directory per run; the image paths are relative to "
+            "the repository.", "", "```"]
+    for m in measures:
+        out.append("# " + m.name)
+        out += m.shown()
+    out += ["```", "", "Rerun: `make bench` (BENCH_SIZE_MB=%d BENCH_RUNS=%d here)." % (info["size_mb"], runs), ""]
+    return "\n".join(out)
