@@ -18,10 +18,13 @@ DEFS     += -DLS_HAVE_LIBEDIT
 endif
 
 VERSION  := 0.1.0
+# CFLAGS is the user's (optimisation, debug); what the build needs is kept
+# apart, so `make CFLAGS=...` cannot drop it.  SANITIZE adds sanitizer flags.
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -pthread \
-            -DLS_VERSION='"$(VERSION)"' $(DEFS) \
-            $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+LS_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -pthread \
+             -DLS_VERSION='"$(VERSION)"' $(DEFS) \
+             $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+ALL_CFLAGS = $(LS_CFLAGS) $(CFLAGS) $(SANITIZE)
 LDLIBS   += $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -pthread -lm
 
 SRCS     := $(wildcard src/*.c)
@@ -33,17 +36,17 @@ LUA_SRCS := $(shell find lua -name '*.lua' | LC_ALL=C sort)
 all: $(BUILD)/layersplit
 
 $(BUILD)/layersplit: $(OBJS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
-	$(CC) $(CFLAGS) -iquote src -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -iquote src -c -o $@ $<
 
 # The bundled Lua is compiled into the binary, so it runs from anywhere.
 $(BUILD)/embedded.c: $(LUA_SRCS) $(BUILD)/embed | $(BUILD)/obj
 	$(BUILD)/embed $(LUA_SRCS) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/embedded.o: $(BUILD)/embedded.c
-	$(CC) $(CFLAGS) -iquote src -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -iquote src -c -o $@ $<
 
 $(BUILD)/embed: tools/embed.c | $(BUILD)/obj
 	$(CC) -O1 -o $@ $<
@@ -65,7 +68,7 @@ SAN_ENV    := ASAN_OPTIONS=detect_leaks=1:exitcode=86:strict_string_checks=1:det
               UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=87
 
 check-sanitize: deps
-	CFLAGS="$(SAN_CFLAGS)" $(MAKE) BUILD=$(BUILD)/asan all
+	$(MAKE) BUILD=$(BUILD)/asan SANITIZE="$(SAN_CFLAGS)" all
 	$(SAN_ENV) LAYERSPLIT=$(abspath $(BUILD))/asan/layersplit python3 tests/run.py
 
 # libFuzzer: archives from memory through the reader and the default policy
@@ -78,7 +81,7 @@ FUZZ_DIR   := $(BUILD)/fuzz
 $(FUZZ_DIR)/fuzz_archive: tests/fuzz/fuzz_archive.c $(filter-out src/main.c,$(SRCS)) \
 		$(BUILD)/embedded.c $(wildcard src/*.h)
 	@mkdir -p $(FUZZ_DIR)
-	$(FUZZ_CC) $(CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	$(FUZZ_CC) $(LS_CFLAGS) $(CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-fno-omit-frame-pointer -iquote src -o $@ tests/fuzz/fuzz_archive.c \
 		$(filter-out src/main.c,$(SRCS)) $(BUILD)/embedded.c $(LDLIBS)
 

@@ -23,7 +23,7 @@ options:
   --policy NAME|FILE  the policy that decides what goes where: launchpad
                       (the default), oci-layout, files-list, or a Lua file
   --set KEY=VALUE     a setting for the policy (repeatable)
-  --level N           compression level: zlib 1-9 (default 6), isal 0-3 (default 1)
+  --level N           compression level: zlib 1-9 (default 6), isal 0-3 (default 2)
   --engine NAME       compression engine: zlib (default) or isal
   -j, --jobs N        compression threads (default: online CPUs)
   --v2metadata DIR    docker's v2metadata-by-diffid directory: keep the
@@ -191,7 +191,7 @@ function cli.validate(opts)
 		usage_error("--engine " .. opts.engine, "unknown engine (zlib or isal)")
 	end
 	if opts.engine == "isal" then
-		opts.level = opts.level and parse_integer("level", opts.level, 0, 3) or 1
+		opts.level = opts.level and parse_integer("level", opts.level, 0, 3) or 2
 	else
 		opts.level = opts.level and parse_integer("level", opts.level, 1, 9) or 6
 	end
