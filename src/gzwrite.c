@@ -243,8 +243,17 @@ static void *worker_main(void *arg)
 			pthread_mutex_unlock(&gz->mu);
 			s->out.len = 0;
 			s->crc = ls_crc32(0, s->in + DICT, s->len);
-			rc = gz->eng->block(w->engine, s->in + DICT - s->dict_len, s->dict_len,
-					    s->in + DICT, s->len, s->last, &s->out, &why);
+			if (s->len == 0) {
+				/* Only a last block is empty: the 2-byte static final block,
+				 * not a Huffman header some engines would spend on nothing. */
+				s->out.data[0] = 0x03;
+				s->out.data[1] = 0x00;
+				s->out.len = 2;
+			} else {
+				rc = gz->eng->block(w->engine, s->in + DICT - s->dict_len,
+						    s->dict_len, s->in + DICT, s->len, s->last,
+						    &s->out, &why);
+			}
 			pthread_mutex_lock(&gz->mu);
 		}
 		if (rc != 0)
@@ -346,7 +355,7 @@ static void stop_threads(struct ls_gzwrite *gz)
 	pthread_cond_broadcast(&gz->work_cv);
 	pthread_cond_broadcast(&gz->done_cv);
 	pthread_mutex_unlock(&gz->mu);
-	for (int i = 0; i < gz->nworkers; i++)
+	for (int i = 0; gz->workers != NULL && i < gz->nworkers; i++)
 		if (gz->workers[i].started)
 			pthread_join(gz->workers[i].tid, NULL);
 	if (gz->writer_started)
