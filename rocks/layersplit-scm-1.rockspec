@@ -58,8 +58,8 @@ build = {
 		["layersplit.fs"] = c_module(
 			{"../src/fs.c", "../src/fswriter.c", "../src/stage.c", "../src/path.c", "../src/sink.c"}, {}),
 		["layersplit.gzip"] = c_module(
-			{"../src/gzip.c", "../src/gzwrite.c", "../src/gzinflate.c", "../src/deflate_zlib.c",
-			 "../src/deflate_isal.c", "../src/digest.c", "../src/sink.c"},
+			{"../src/gzip.c", "../src/gzwrite.c", "../src/gzpool.c", "../src/gzinflate.c",
+			 "../src/deflate_zlib.c", "../src/deflate_isal.c", "../src/digest.c", "../src/sink.c"},
 			{"z", "crypto", "pthread"}),
 		["layersplit.progress"] = c_module(
 			{"../src/progress.c", "../src/archive.c", "../src/reader.c", "../src/sink.c"}, {"archive"}),
