@@ -33,30 +33,9 @@ function policy.setup(ctx, settings)
 	ctx.store = image.store(ctx)
 end
 
--- The same decisions as the launchpad policy: layers are streamed into gzip
--- files as they pass, the JSON documents are kept for the end.
-function policy.entry(ctx, entry)
-	local store = ctx.store
-	store:note(entry)
-	if entry.type == "symlink" or entry.type == "hardlink" then
-		return store:add_link(entry)
-	elseif entry.type ~= "file" then
-		return store:skip(entry)
-	end
-	local path = entry.path
-	if path == "manifest.json" or path == "index.json" or path:match("^[^/]+%.json$") then
-		return store:keep_document(entry)
-	end
-	if image.layer_id(path) then
-		local kind = image.sniff(errors.check(ctx.reader:peek(512)))
-		if image.is_layer_kind(kind) then
-			return store:stream_layer(entry, kind)
-		elseif kind == "json" then
-			return store:keep_document(entry)
-		end
-	end
-	return store:skip(entry)
-end
+-- The same per-entry decisions as the launchpad policy: layers are streamed
+-- into gzip files as they pass, the JSON documents are kept for the end.
+policy.entry = require("layersplit.policies.launchpad").entry
 
 -- The tag of "name:tag" ("host:5000/name:tag" too); the whole string when it
 -- has no tag, as an OCI archive's ref name may already be a bare tag.
