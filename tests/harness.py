@@ -62,3 +62,56 @@ def assert_error(p, code, keywords=()):
         assert any(k.lower() in line.lower() for k in keywords), \
             "stderr %r mentions none of %r" % (line, list(keywords))
     return line
+
+
+def run_in(args, cwd, data=None):
+    """The tool with args, working in cwd; data: fed through a pipe."""
+    p = subprocess.run([binary()] + [str(a) for a in args], cwd=str(cwd),
+                       input=data, stdin=None if data is not None else subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+    p.err = p.stderr.decode(errors="replace")
+    return p
+
+
+def make_decoy(tmp):
+    decoy = tmp / "decoy"
+    decoy.mkdir()
+    (decoy / "keep").write_text("the decoy's own file\n")
+    return decoy
+
+
+def assert_rejected(tmp, archive, keywords=(), code=1, options=(), mentions=None, decoy=None):
+    """archive (a path) rejected three ways with nothing changed anywhere."""
+    decoy = decoy or make_decoy(tmp)
+    decoy_before = snapshot(decoy)
+    data = Path(archive).read_bytes()
+    cases = [("file into an absent OUTDIR", False, False),
+             ("file into an empty OUTDIR", False, True),
+             ("pipe into an absent OUTDIR", True, False)]
+    for i, (what, pipe, existing) in enumerate(cases):
+        parent, cwd = tmp / ("case%d" % i), tmp / ("cwd%d" % i)
+        parent.mkdir()
+        cwd.mkdir()
+        out = parent / "out"
+        if existing:
+            out.mkdir()
+        if pipe:
+            p = run_in(list(options) + ["-", out], cwd, data)
+        else:
+            p = run_in(list(options) + [archive, out], cwd)
+        try:
+            line = assert_error(p, code, keywords)
+            if mentions:
+                assert mentions in line, "message %r does not name %s" % (line, mentions)
+            if existing:
+                assert out.is_dir() and not os.listdir(out), "OUTDIR not left empty: %r" % os.listdir(out)
+            else:
+                assert not os.path.lexists(out), "OUTDIR was created"
+            assert not staging_dirs(parent), "staging dir left behind: %r" % staging_dirs(parent)
+            assert sorted(os.listdir(parent)) == (["out"] if existing else []), \
+                "left in OUTDIR's parent: %r" % os.listdir(parent)
+            assert os.listdir(cwd) == [], "written into the working directory: %r" % os.listdir(cwd)
+            assert snapshot(decoy) == decoy_before, "the decoy directory changed: %r" % sorted(snapshot(decoy))
+        except AssertionError as e:
+            raise AssertionError("%s: %s" % (what, e)) from None
+    return line

@@ -16,7 +16,7 @@ import tarfile
 import time
 
 import fixtures
-from harness import assert_error, binary, layersplit, snapshot, staging_dirs
+from harness import assert_error, assert_rejected, binary, layersplit, snapshot, staging_dirs
 
 
 def hostile(name):
@@ -35,33 +35,7 @@ def absent_from(archive):
 def rejected(tmp, archive, code=1, keywords=(), mentions=None):
     """Runs archive three ways and checks the error and that nothing is left;
     mentions: a string the message must contain (the thing at fault)."""
-    data = archive.read_bytes()
-    cases = [("file into an absent OUTDIR", False, False),
-             ("file into an empty OUTDIR", False, True),
-             ("pipe into an absent OUTDIR", True, False)]
-    for i, (what, pipe, existing) in enumerate(cases):
-        parent = tmp / ("case%d" % i)
-        parent.mkdir()
-        out = parent / "out"
-        if existing:
-            out.mkdir()
-        if pipe:
-            p = layersplit("-", out, input=data)
-        else:
-            p = layersplit(archive, out)
-        try:
-            line = assert_error(p, code, keywords)
-            if mentions:
-                assert mentions in line, "message %r does not name %s" % (line, mentions)
-            if existing:
-                assert out.is_dir() and not os.listdir(out), "OUTDIR not left empty: %r" % os.listdir(out)
-            else:
-                assert not os.path.lexists(out), "OUTDIR was created"
-            assert not staging_dirs(parent), "staging dir left behind: %r" % staging_dirs(parent)
-            assert sorted(os.listdir(parent)) == (["out"] if existing else []), \
-                "left in OUTDIR's parent: %r" % os.listdir(parent)
-        except AssertionError as e:
-            raise AssertionError("%s: %s" % (what, e)) from None
+    return assert_rejected(tmp, archive, keywords, code, mentions=mentions)
 
 
 def test_valid_hostile_base_is_accepted(tmp):

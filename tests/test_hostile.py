@@ -20,13 +20,13 @@ after their target).
 """
 import itertools
 import os
-import subprocess
 from pathlib import Path
 
 import expect
 import fixtures
 import fixtures_hostile
-from harness import assert_error, binary, snapshot, staging_dirs
+from harness import (assert_error, assert_rejected, make_decoy, run_in,
+                     staging_dirs)
 
 _order = itertools.count(1)
 
@@ -35,57 +35,6 @@ def hostile(name):
     return fixtures.path("hostile/" + name)
 
 
-def run(args, cwd, data=None):
-    """The tool with args, working in cwd; data: fed through a pipe."""
-    p = subprocess.run([binary()] + [str(a) for a in args], cwd=str(cwd),
-                       input=data, stdin=None if data is not None else subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
-    p.err = p.stderr.decode(errors="replace")
-    return p
-
-
-def make_decoy(tmp):
-    decoy = tmp / "decoy"
-    decoy.mkdir()
-    (decoy / "keep").write_text("the decoy's own file\n")
-    return decoy
-
-
-def rejected(tmp, archive, keywords, code=1, options=(), mentions=None, decoy=None):
-    """archive (a path) rejected three ways with nothing changed anywhere."""
-    decoy = decoy or make_decoy(tmp)
-    decoy_before = snapshot(decoy)
-    data = Path(archive).read_bytes()
-    cases = [("file into an absent OUTDIR", False, False),
-             ("file into an empty OUTDIR", False, True),
-             ("pipe into an absent OUTDIR", True, False)]
-    for i, (what, pipe, existing) in enumerate(cases):
-        parent, cwd = tmp / ("case%d" % i), tmp / ("cwd%d" % i)
-        parent.mkdir()
-        cwd.mkdir()
-        out = parent / "out"
-        if existing:
-            out.mkdir()
-        if pipe:
-            p = run(list(options) + ["-", out], cwd, data)
-        else:
-            p = run(list(options) + [archive, out], cwd)
-        try:
-            line = assert_error(p, code, keywords)
-            if mentions:
-                assert mentions in line, "message %r does not name %s" % (line, mentions)
-            if existing:
-                assert out.is_dir() and not os.listdir(out), "OUTDIR not left empty: %r" % os.listdir(out)
-            else:
-                assert not os.path.lexists(out), "OUTDIR was created"
-            assert not staging_dirs(parent), "staging dir left behind: %r" % staging_dirs(parent)
-            assert sorted(os.listdir(parent)) == (["out"] if existing else []), \
-                "left in OUTDIR's parent: %r" % os.listdir(parent)
-            assert os.listdir(cwd) == [], "written into the working directory: %r" % os.listdir(cwd)
-            assert snapshot(decoy) == decoy_before, "the decoy directory changed: %r" % sorted(snapshot(decoy))
-        except AssertionError as e:
-            raise AssertionError("%s: %s" % (what, e)) from None
-    return line
 
 
 def accepted(tmp, archive, *options):
@@ -93,9 +42,9 @@ def accepted(tmp, archive, *options):
     for pipe in (False, True):
         out = tmp / ("out-pipe" if pipe else "out-file")
         if pipe:
-            p = run(list(options) + ["-", out], tmp, Path(archive).read_bytes())
+            p = run_in(list(options) + ["-", out], tmp, Path(archive).read_bytes())
         else:
-            p = run(list(options) + [archive, out], tmp)
+            p = run_in(list(options) + [archive, out], tmp)
         assert p.returncode == 0, "exit %d: %s" % (p.returncode, p.err.strip())
         expect.check_output(archive, out)
         assert not staging_dirs(tmp), staging_dirs(tmp)
@@ -103,7 +52,7 @@ def accepted(tmp, archive, *options):
 
 def _case(name, doc, fixture, keywords, mentions=None):
     def test(tmp):
-        rejected(tmp, hostile(fixture), keywords, mentions=mentions)
+        assert_rejected(tmp, hostile(fixture), keywords, mentions=mentions)
     test.__name__ = test.__qualname__ = "test_" + name
     test.__doc__ = doc
     test.__module__ = __name__
@@ -166,7 +115,7 @@ def _escape(name, keywords):
         decoy = make_decoy(tmp)
         archive = tmp / (name + ".tar")
         archive.write_bytes(fixtures_hostile.escaping(decoy)[name])
-        rejected(tmp, archive, keywords, decoy=decoy)
+        assert_rejected(tmp, archive, keywords, decoy=decoy)
     test.__name__ = test.__qualname__ = "test_" + name
     test.__doc__ = "an entry aiming at the decoy directory (%s): rejected, the decoy untouched" % name
     test.__module__ = __name__
@@ -193,20 +142,20 @@ def test_truncated_layer_head_with_every_bundled_policy(tmp):
     for policy in policies:
         sub = tmp / policy
         sub.mkdir()
-        rejected(sub, hostile("truncated_in_layer_head.tar"), ["truncated"], options=["--policy", policy])
+        assert_rejected(sub, hostile("truncated_in_layer_head.tar"), ["truncated"], options=["--policy", policy])
 
 
 def test_outer_gzip_stream_truncated(tmp):
     """`docker save | gzip` cut in half: the tar inside ends early."""
     data = fixtures.path("legacy_symlink.tar.gz").read_bytes()
     (tmp / "half.tar.gz").write_bytes(data[:len(data) // 2])
-    rejected(tmp, tmp / "half.tar.gz", ["truncated", "unexpected end", "eof"])
+    assert_rejected(tmp, tmp / "half.tar.gz", ["truncated", "unexpected end", "eof"])
 
 
 def test_outer_zstd_stream_truncated(tmp):
     data = fixtures.path("legacy_two_images.tar.zst").read_bytes()
     (tmp / "half.tar.zst").write_bytes(data[:len(data) // 2])
-    rejected(tmp, tmp / "half.tar.zst", ["truncated", "unexpected end", "eof", "zstd"])
+    assert_rejected(tmp, tmp / "half.tar.zst", ["truncated", "unexpected end", "eof", "zstd"])
 
 
 def test_outer_gzip_of_random_bytes(tmp):
@@ -214,7 +163,7 @@ def test_outer_gzip_of_random_bytes(tmp):
     import gzip
     import random
     (tmp / "noise.gz").write_bytes(gzip.compress(random.Random(3).randbytes(100000), mtime=0))
-    rejected(tmp, tmp / "noise.gz", [])
+    assert_rejected(tmp, tmp / "noise.gz", [])
 
 
 # ---------------------------------------------------------------- valid but unusual
@@ -256,7 +205,7 @@ def test_fuzz_seeds_are_valid_archives(tmp):
 def test_manifest_of_20_mb_is_too_large(tmp):
     """A document is read into memory only up to 16 MiB; the message says so."""
     fixtures_hostile.big_manifest(tmp / "big.tar")
-    line = rejected(tmp, tmp / "big.tar", ["too large"], mentions="manifest.json")
+    line = assert_rejected(tmp, tmp / "big.tar", ["too large"], mentions="manifest.json")
     assert "limit 16777216" in line, line
 
 
@@ -265,10 +214,10 @@ def test_many_tiny_entries_reach_the_heap_limit(tmp):
     the message names the limit and the option; without the cap the same
     archive splits (so the cap, not the archive, stopped it)."""
     fixtures_hostile.many_entries(tmp / "many.tar.gz", 6000, name_len=2000)
-    line = rejected(tmp, tmp / "many.tar.gz", ["Lua heap limit of 8 MiB reached"], code=3,
+    line = assert_rejected(tmp, tmp / "many.tar.gz", ["Lua heap limit of 8 MiB reached"], code=3,
                     options=["--max-memory", "8M"])
     assert "--max-memory" in line, line
-    p = run([tmp / "many.tar.gz", tmp / "ok"], tmp)
+    p = run_in([tmp / "many.tar.gz", tmp / "ok"], tmp)
     assert p.returncode == 0, p.err
 
 
@@ -277,20 +226,20 @@ def test_manifest_with_a_million_layers_reaches_the_heap_limit(tmp):
     --max-memory 8M; with the default cap the list is read and the image
     rejected for what it says (2 diff_ids for a million layers)."""
     fixtures_hostile.many_layers(tmp / "million.tar", 1000000)
-    rejected(tmp, tmp / "million.tar", ["Lua heap limit of 8 MiB reached"], code=3,
+    assert_rejected(tmp, tmp / "million.tar", ["Lua heap limit of 8 MiB reached"], code=3,
              options=["--max-memory", "8M"])
-    p = run([tmp / "million.tar", tmp / "out"], tmp)
+    p = run_in([tmp / "million.tar", tmp / "out"], tmp)
     assert_error(p, 1, ["2 diff_ids for 1000000 layers"])
 
 
 def test_tiny_heap_limit_fails_cleanly(tmp):
     """--max-memory 64K is too small to start: still one line, exit 3, nothing left."""
-    rejected(tmp, fixtures.path("legacy_symlink.tar"), ["Lua heap limit of 64 KiB reached"], code=3,
+    assert_rejected(tmp, fixtures.path("legacy_symlink.tar"), ["Lua heap limit of 64 KiB reached"], code=3,
              options=["--max-memory", "64K"])
 
 
 def test_max_memory_out_of_range_is_a_usage_error(tmp):
     for value in ("99999999999999G", "1025G", "-1", "8X"):
-        p = run(["--max-memory", value, fixtures.path("legacy_symlink.tar"), tmp / "out"], tmp)
+        p = run_in(["--max-memory", value, fixtures.path("legacy_symlink.tar"), tmp / "out"], tmp)
         assert_error(p, 2, ["--max-memory"])
         assert os.listdir(tmp) == [], os.listdir(tmp)
