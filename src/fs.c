@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h> /* renameat2 */
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -327,6 +328,25 @@ static int l_remove(lua_State *L)
 	return 1;
 }
 
+/* Moves a file within one file system without copying; like every file this
+ * module creates, the destination must not exist yet. */
+static int l_rename(lua_State *L)
+{
+	const char *from = ls_fs_checkpath(L, 1), *to = ls_fs_checkpath(L, 2);
+
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) != 0) {
+		if (errno != EINVAL && errno != ENOSYS)
+			return ls_fs_fail_errno(L, errno == EEXIST ? to : from, errno);
+		/* a file system without RENAME_NOREPLACE: check, then rename */
+		if (access(to, F_OK) == 0)
+			return ls_fs_fail_errno(L, to, EEXIST);
+		if (rename(from, to) != 0)
+			return ls_fs_fail_errno(L, from, errno);
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 static int l_mkdir(lua_State *L)
 {
 	const char *path = ls_fs_checkpath(L, 1);
@@ -365,6 +385,7 @@ static const luaL_Reg fs_funcs[] = {
 	{"read_file", l_read_file},
 	{"copy", l_copy},
 	{"remove", l_remove},
+	{"rename", l_rename},
 	{"mkdir", l_mkdir},
 	{"kind", l_kind},
 	{"writer", ls_fs_writer},

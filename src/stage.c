@@ -29,16 +29,34 @@ struct stage {
 static struct stage *stages;
 static size_t nstages, capstages;
 
-/* Removes name under dirfd and everything below it, never following a
- * symlink (a directory is only entered through O_NOFOLLOW).  0 or -1/errno. */
-static int remove_tree(int dirfd, const char *name, int depth)
+/* The directory name under at, opened for reading without following a
+ * symlink; NULL with errno on failure. */
+static DIR *open_dir(int at, const char *name)
 {
-	int fd, err = 0;
+	int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *dir;
+	int err;
+
+	if (fd < 0)
+		return NULL;
+	if ((dir = fdopendir(fd)) == NULL) {
+		err = errno;
+		(void)close(fd); /* reporting the fdopendir failure */
+		errno = err;
+	}
+	return dir;
+}
+
+/* Removes name under at and everything below it, never following a
+ * symlink (a directory is only entered through O_NOFOLLOW).  0 or -1/errno. */
+static int remove_tree(int at, const char *name, int depth)
+{
+	int err = 0;
 	DIR *dir;
 	struct dirent *de;
 
 	/* Linux says EISDIR for a directory; anything else is removed here. */
-	if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
+	if (unlinkat(at, name, 0) == 0 || errno == ENOENT)
 		return 0;
 	if (errno != EISDIR)
 		return -1;
@@ -46,15 +64,8 @@ static int remove_tree(int dirfd, const char *name, int depth)
 		errno = ELOOP;
 		return -1;
 	}
-	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
+	if ((dir = open_dir(at, name)) == NULL)
 		return -1;
-	if ((dir = fdopendir(fd)) == NULL) {
-		err = errno;
-		(void)close(fd); /* reporting the fdopendir failure */
-		errno = err;
-		return -1;
-	}
 	/* Removing while reading may hide entries: read again until empty. */
 	for (int pass = 0; pass < RM_PASSES; pass++) {
 		err = 0;
@@ -69,13 +80,13 @@ static int remove_tree(int dirfd, const char *name, int depth)
 			if (strcmp(de->d_name, ".") == 0 ||
 			    strcmp(de->d_name, "..") == 0)
 				continue;
-			if (remove_tree(fd, de->d_name, depth + 1) != 0 &&
+			if (remove_tree(dirfd(dir), de->d_name, depth + 1) != 0 &&
 			    err == 0)
 				err = errno;
 		}
 		if (err != 0)
 			break;
-		if (unlinkat(dirfd, name, AT_REMOVEDIR) == 0)
+		if (unlinkat(at, name, AT_REMOVEDIR) == 0)
 			break;
 		err = errno;
 		if (err != ENOTEMPTY && err != EEXIST)
@@ -133,19 +144,12 @@ static const char *push_trimmed(lua_State *L, int arg, size_t *len)
 /* 1 if the directory is empty, 0 if not, -1 with errno on failure. */
 static int dir_is_empty(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *dir = open_dir(AT_FDCWD, path);
 	int empty = 1, err = 0;
-	DIR *dir;
 	struct dirent *de;
 
-	if (fd < 0)
+	if (dir == NULL)
 		return -1;
-	if ((dir = fdopendir(fd)) == NULL) {
-		err = errno;
-		(void)close(fd); /* reporting the fdopendir failure */
-		errno = err;
-		return -1;
-	}
 	for (errno = 0; (de = readdir(dir)) != NULL; errno = 0) {
 		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
 			empty = 0;

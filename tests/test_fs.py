@@ -170,3 +170,19 @@ show(fs.writer(arg[1]))""", tmp / "f")
         "nil|%s/f: File exists|io" % tmp,
     ], out
     assert (tmp / "f").read_bytes() == b"abcdefg"
+
+
+def test_rename_moves_a_file_and_never_overwrites(tmp):
+    (tmp / "a").write_bytes(b"layer")
+    (tmp / "b").write_bytes(b"other")
+    out = run_lua(tmp, """
+show(fs.rename(arg[1] .. "/a", arg[1] .. "/c"))
+show(fs.rename(arg[1] .. "/c", arg[1] .. "/b"))
+show(fs.rename(arg[1] .. "/missing", arg[1] .. "/d"))""", tmp)
+    assert out == [
+        "true",
+        "nil|%s/b: File exists|io" % tmp,
+        "nil|%s/missing: No such file or directory|io" % tmp,
+    ], out
+    assert not (tmp / "a").exists()
+    assert (tmp / "c").read_bytes() == b"layer" and (tmp / "b").read_bytes() == b"other"

@@ -463,10 +463,7 @@ function Store:place(record, name)
 	elseif existing then
 		-- another layer was staged under this name: move it out of the way
 		local moved = temp_name(self)
-		local ok, err = os.rename(self.ctx:path(name), self.ctx:path(moved))
-		if not ok then
-			raise("io", err)
-		end
+		check(fs.rename(self.ctx:path(name), self.ctx:path(moved)))
 		existing.file, self.files[moved], self.files[name] = moved, existing, nil
 	end
 	check(fs.copy(self.ctx:path(record.file), self.ctx:path(name)))

@@ -12,7 +12,7 @@ local fs = require "layersplit.fs"
 local json = require "layersplit.json"
 local launchpad = require "layersplit.policies.launchpad"
 
-local check, raise = errors.check, errors.raise
+local check = errors.check
 
 local policy = {}
 
@@ -63,13 +63,6 @@ end
 
 policy.entry = launchpad.entry
 
-local function rename(from, to)
-	local ok, err = os.rename(from, to)
-	if not ok then
-		raise("io", err)
-	end
-end
-
 function policy.finish(ctx)
 	launchpad.finish(ctx)
 	-- What is left in the store's files is the output: "<layer_id>.tar.gz".
@@ -85,7 +78,7 @@ function policy.finish(ctx)
 			-- the same layer under a second layer_id (a linked duplicate)
 			check(fs.copy(ctx:path(moved[record]), ctx:path(listing)))
 		else
-			rename(ctx:path(ctx.list_of[record]), ctx:path(listing))
+			check(fs.rename(ctx:path(ctx.list_of[record]), ctx:path(listing)))
 			moved[record] = listing
 		end
 	end

@@ -113,13 +113,6 @@ local function add_named(ctx, slots, groups, descriptor, reference)
 	group.references[#group.references + 1] = reference
 end
 
-local function rename(from, to)
-	local ok, err = os.rename(from, to)
-	if not ok then
-		raise("io", err)
-	end
-end
-
 function policy.finish(ctx)
 	local store = ctx.store
 	check(fs.mkdir(ctx:path("blobs")))
@@ -198,7 +191,7 @@ function policy.finish(ctx)
 	for _, name in ipairs(names) do
 		local record = store.files[name]
 		if used[record] and not written[record.digest] then
-			rename(ctx:path(name), ctx:path("blobs/sha256/" .. record.digest))
+			check(fs.rename(ctx:path(name), ctx:path("blobs/sha256/" .. record.digest)))
 			written[record.digest] = true
 			count, bytes = count + 1, bytes + record.out_size
 		else
