@@ -3,19 +3,21 @@
 --
 --   layersplit --policy examples/max-layer-size.lua --set max_layer_size=100M IMAGE.tar OUT
 local launchpad = require "layersplit.policies.launchpad"
+local settings = require "layersplit.settings"
 
 local policy = {}
 
-local scale = {[""] = 1, K = 1 << 10, M = 1 << 20, G = 1 << 30}
+-- What `--set` takes; `layersplit --policy examples/max-layer-size.lua --help`
+-- prints it.  A bad size, an unknown key or a key given twice is a usage
+-- error (exit 2) before anything is read.
+policy.settings = {
+	{name = "max_layer_size", default = "1G", parse = settings.size,
+		help = "reject an image with a layer larger than this (uncompressed)"},
+}
 
-function policy.setup(ctx, settings)
-	local text = settings.max_layer_size or "1G"
-	local n, suffix = text:match("^(%d+)([KMG]?)$")
-	if not n then
-		ctx:fail("usage", "--set max_layer_size=" .. text, "expected a size such as 100M")
-	end
-	ctx.max_layer_size = math.tointeger(n) * scale[suffix]
-	launchpad.setup(ctx, settings)
+function policy.setup(ctx, values)
+	ctx.max_layer_size = values.max_layer_size -- a number of bytes
+	launchpad.setup(ctx, values)
 end
 
 function policy.entry(ctx, entry)

@@ -69,6 +69,7 @@ build = {
 		["layersplit.errors"] = "../lua/layersplit/errors.lua",
 		["layersplit.image"] = "../lua/layersplit/image.lua",
 		["layersplit.json"] = "../lua/layersplit/json.lua",
+		["layersplit.settings"] = "../lua/layersplit/settings.lua",
 		["layersplit.policies.files-list"] = "../lua/policies/files-list.lua",
 		["layersplit.policies.launchpad"] = "../lua/policies/launchpad.lua",
 		["layersplit.policies.oci-layout"] = "../lua/policies/oci-layout.lua",

@@ -22,7 +22,9 @@ digests.json and repositories.  "-" reads standard input.
 options:
   --policy NAME|FILE  the policy that decides what goes where: launchpad
                       (the default), oci-layout, files-list, or a Lua file
-  --set KEY=VALUE     a setting for the policy (repeatable)
+  --set KEY=VALUE     a setting for the policy (repeatable); a key the
+                      policy does not declare is a usage error, and
+                      --policy NAME --help lists the ones it takes
   --level N           compression level: zlib 1-9 (default 6), isal 0-3 (default 2)
   --engine NAME       compression engine: zlib (default) or isal
   -j, --jobs N        compression threads (default: online CPUs)
@@ -83,7 +85,7 @@ end
 -- Splits argv into options and positional arguments, getopt style:
 -- --name=value, --name value, -j4, -j 4, -vq, and -- to end options.
 function cli.parse(args)
-	local opts = {settings = {}, positional = {}}
+	local opts = {settings = {}, setting_list = {}, positional = {}}
 	local i = 1
 	local function take_value(name, inline)
 		if inline ~= nil then
@@ -103,6 +105,7 @@ function cli.parse(args)
 				usage_error("--set " .. value, "expected KEY=VALUE")
 			end
 			opts.settings[key] = v
+			opts.setting_list[#opts.setting_list + 1] = {key, v}
 		else
 			opts[spec[1]] = value
 		end
@@ -273,7 +276,12 @@ function cli.main(args)
 	end
 	local opts = cli.parse(args)
 	host.set_verbose(opts.verbose)
-	if opts.help then
+	if opts.help and opts.policy then
+		-- layersplit --policy NAME --help: the settings it declares
+		local driver = require "layersplit.driver"
+		io.stdout:write(require("layersplit.settings").help(driver.load_policy(opts.policy), opts.policy))
+		return 0
+	elseif opts.help then
 		io.stdout:write(cli.usage)
 		return 0
 	elseif opts.version then

@@ -6,6 +6,7 @@ local errors = require "layersplit.errors"
 local fs = require "layersplit.fs"
 local gzip = require "layersplit.gzip"
 local progress = require "layersplit.progress"
+local settings = require "layersplit.settings"
 
 local check, raise = errors.check, errors.raise
 
@@ -115,11 +116,29 @@ local function open_input(opts)
 	return archive.open(opts.input)
 end
 
+-- The --set pairs in command line order: opts.setting_list (cli.parse), or
+-- opts.settings, a table of strings, in the order of its keys.
+local function given_settings(opts)
+	if opts.setting_list then
+		return opts.setting_list
+	end
+	local keys, list = {}, {}
+	for k in pairs(opts.settings or {}) do
+		keys[#keys + 1] = k
+	end
+	table.sort(keys)
+	for i, k in ipairs(keys) do
+		list[i] = {k, opts.settings[k]}
+	end
+	return list
+end
+
 -- opts: input, outdir, policy, level, engine, jobs, v2metadata, settings,
 -- trace, verbose, quiet, progress.  Returns the context (its summary for the caller).
 function driver.run(opts)
 	local started = progress.clock()
 	local policy = driver.load_policy(opts.policy)
+	local values = settings.resolve(policy, opts.policy, given_settings(opts))
 	local stage = check(fs.stage(opts.outdir))
 	-- The binary also removes an uncommitted stage at exit; in plain Lua
 	-- (the rock) only this does.
@@ -133,7 +152,7 @@ function driver.run(opts)
 	local meter <close> = start_progress(opts, reader)
 	local ctx = setmetatable({
 		options = opts,
-		settings = opts.settings or {},
+		settings = values,
 		input = opts.input,
 		outdir = opts.outdir,
 		stage = stage,

@@ -7,4 +7,5 @@ return {
 	json = require "layersplit.json",
 	errors = require "layersplit.errors",
 	image = require "layersplit.image",
+	settings = require "layersplit.settings",
 }

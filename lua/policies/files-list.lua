@@ -16,6 +16,8 @@ local check = errors.check
 
 local policy = {}
 
+policy.settings = {} -- none
+
 -- Writes one JSON object per entry of the layer's tar as it streams past.
 -- Entry data is never read here: libarchive skips it, the tee still sees it.
 local function list(reader, out)

@@ -10,6 +10,9 @@ local json = require "layersplit.json"
 
 local policy = {}
 
+-- No settings: `--set` with this policy is a usage error.
+policy.settings = {}
+
 function policy.setup(ctx)
 	ctx.store = image.store(ctx)
 end

@@ -12,6 +12,7 @@ local errors = require "layersplit.errors"
 local fs = require "layersplit.fs"
 local image = require "layersplit.image"
 local json = require "layersplit.json"
+local settings = require "layersplit.settings"
 
 local check, raise = errors.check, errors.raise
 
@@ -24,12 +25,13 @@ local IMAGE_NAME = "io.containerd.image.name"
 
 local policy = {}
 
-function policy.setup(ctx, settings)
-	local ref_name = settings.ref_name or "tag"
-	if ref_name ~= "tag" and ref_name ~= "reference" then
-		ctx:fail("usage", "--set ref_name=" .. ref_name, "expected tag or reference")
-	end
-	ctx.ref_name = ref_name
+policy.settings = {
+	{name = "ref_name", default = "tag", parse = settings.choice("tag", "reference"),
+		help = "index entries named by the tag, or by the whole reference"},
+}
+
+function policy.setup(ctx, values)
+	ctx.ref_name = values.ref_name
 	ctx.store = image.store(ctx)
 end
 
