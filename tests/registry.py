@@ -1,0 +1,750 @@
+"""Real servers for the push tests, on loopback only: Debian's `docker-registry`
+(distribution 2.8.2), a TCP proxy that injects faults in front of it, a JWT
+token server, a fake `docker-credential-*` helper, and ways to look at what a
+registry holds (skopeo, plain HTTP).  Standard library only, plus the tools
+`make deps` installs (docker-registry, htpasswd, openssl, skopeo).
+
+    with Registry(tmp) as reg:                 # plain http on 127.0.0.1:PORT
+        with FaultProxy(reg) as proxy:
+            proxy.cut(after=65536, method="PATCH")
+            ... push to proxy.host ...
+        assert reg.count("PATCH") == 2
+
+Every process started here is stopped by its PID when its `with` block ends
+(also on an exception), by `stop()`, and at interpreter exit; it also dies
+with the thread that started it (setpriv --pdeathsig), so a killed test run
+leaves nothing behind.
+"""
+import atexit
+import base64
+import collections
+import contextlib
+import hashlib
+import http.client as httpclient
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT = 15
+_live = set()          # every Popen started here and not yet reaped
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now (bound to port 0, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def _spawn(argv, log_path, env=None):
+    logf = open(log_path, "ab")
+    try:
+        # setpriv execs argv (same PID) with SIGKILL as its parent-death signal
+        p = subprocess.Popen(["setpriv", "--pdeathsig", "KILL"] + [str(a) for a in argv],
+                             stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                             env=env, start_new_session=True)
+    finally:
+        logf.close()
+    _live.add(p)
+    return p
+
+
+def _end(p, sig=signal.SIGTERM, grace=5):
+    """Signals p by its PID, waits (SIGKILL after grace seconds), reaps it."""
+    if p.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, sig)
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGKILL)
+            p.wait(grace)
+    _live.discard(p)
+
+
+@atexit.register
+def _end_all():
+    for p in list(_live):
+        _end(p, signal.SIGKILL)
+
+
+def _yaml(v):
+    """YAML flow style for the config: JSON is valid YAML."""
+    return json.dumps(v)
+
+
+# ---------------------------------------------------------------- HTTP helpers
+
+Response = collections.namedtuple("Response", "status headers body")
+# What a request cut or refused on the way raises.
+CONNECTION_ERRORS = (OSError, httpclient.HTTPException)
+
+
+def http(method, url, body=None, headers=None, timeout=30):
+    """One request with http.client; never raises on an HTTP status.
+    body: bytes, or an iterable of bytes sent with chunked transfer encoding.
+    Returns Response(status, headers (an http.client.HTTPMessage), body bytes)."""
+    u = urllib.parse.urlsplit(url)
+    assert u.hostname in (LOOPBACK, "::1", "localhost"), "not loopback: %s" % url
+    conn = httpclient.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    try:
+        path = u.path + ("?" + u.query if u.query else "")
+        hdrs = dict(headers or {})
+        chunked = body is not None and not isinstance(body, (bytes, bytearray))
+        conn.request(method, path, body=body, headers=hdrs, encode_chunked=chunked)
+        r = conn.getresponse()
+        return Response(r.status, r.headers, r.read())
+    finally:
+        conn.close()
+
+
+def basic_auth(user, password):
+    """The Authorization header value for Basic credentials."""
+    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+
+
+def sha256_digest(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------ registry
+
+Request = collections.namedtuple("Request", "method path status")
+
+
+class Registry:
+    """Debian's docker-registry on 127.0.0.1:PORT with its own storage and config.
+
+    Registry(tmp, htpasswd={"user": "password"})  Basic auth (bcrypt via htpasswd)
+    Registry(tmp, token=TokenServer(...))         Bearer tokens from that server
+    Registry(tmp, port=N)                          that port (default: a free one)
+    Attributes: host ("127.0.0.1:PORT"), port, url ("http://host"), dir (its
+    working directory: config.yml, data/, registry.log), pid.
+    """
+
+    def __init__(self, tmp=None, htpasswd=None, token=None, secret="layersplit-test-secret",
+                 port=None, start=True):
+        self._own_dir = tmp is None
+        base = Path(tmp) if tmp is not None else Path(tempfile.mkdtemp(prefix="registry-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="registry-", dir=base))
+        self.data = self.dir / "data"
+        self.log_path = self.dir / "registry.log"
+        self.config_path = self.dir / "config.yml"
+        self.htpasswd, self.token, self.secret = htpasswd, token, secret
+        self.proc = None
+        self.port = port
+        self._sync = 0
+        if start:
+            self.start()
+
+    @property
+    def host(self):
+        return "%s:%d" % (LOOPBACK, self.port)
+
+    @property
+    def url(self):
+        return "http://" + self.host
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def _write_config(self):
+        cfg = {
+            "version": 0.1,
+            "log": {"level": "info", "formatter": "json", "accesslog": {"disabled": True}},
+            "storage": {"filesystem": {"rootdirectory": str(self.data)},
+                        "delete": {"enabled": True},
+                        "maintenance": {"uploadpurging": {"enabled": False}}},
+            "http": {"addr": self.host, "secret": self.secret},
+        }
+        if self.htpasswd:
+            path = self.dir / "htpasswd"
+            with open(path, "w") as f:
+                for user, password in self.htpasswd.items():
+                    out = subprocess.run(["htpasswd", "-Bbn", user, password], check=True,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                    f.write(out.stdout.decode().strip() + "\n")
+            cfg["auth"] = {"htpasswd": {"realm": "layersplit-test", "path": str(path)}}
+        elif self.token:
+            cfg["auth"] = {"token": self.token.registry_config()}
+        self.config_path.write_text(_yaml(cfg) + "\n")
+
+    def start(self, timeout=START_TIMEOUT):
+        """Starts the registry (again, after stop() or kill(): same port and
+        storage, so open upload sessions may survive) and waits until
+        GET /v2/ answers.  Raises RuntimeError with the log on failure."""
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        tries = 1 if self.port else 3    # a fresh port may be taken in between
+        for attempt in range(tries):
+            if not self.port or attempt:
+                self.port = free_port()
+            self._write_config()
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            self.proc = _spawn(["docker-registry", "serve", self.config_path], self.log_path)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    http("GET", self.url + "/v2/", timeout=1,
+                         headers={"User-Agent": "layersplit-test-sync/start"})
+                    return self
+                except OSError:
+                    time.sleep(0.05)
+            log = self.log_path.read_bytes()[offset:].decode(errors="replace")
+            _end(self.proc, signal.SIGKILL)
+            if "address already in use" not in log:
+                break
+        raise RuntimeError("docker-registry did not start on %s within %ss; its log:\n%s"
+                           % (self.host, timeout, log[-4000:]))
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        """SIGTERM by PID (SIGKILL after 5 s), reaped; removes its directory
+        when Registry() made it (tmp=None)."""
+        if self.proc:
+            _end(self.proc)
+
+    def kill(self):
+        """SIGKILL by PID, reaped at once: a registry that dies mid-request."""
+        if self.proc:
+            _end(self.proc, signal.SIGKILL)
+
+    def close(self):
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.dir.parent, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def log(self):
+        """The registry's whole log (JSON lines) as text."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def requests(self):
+        """Every request the registry answered, in order: [Request(method,
+        path, status)], path without its query.  While the registry runs, a
+        marker request is made first and waited for, so requests answered
+        before this call are all there."""
+        marker = None
+        if self.alive():
+            self._sync += 1
+            marker = "layersplit-test-sync/%d" % self._sync
+            http("GET", self.url + "/v2/", headers={"User-Agent": marker}, timeout=5)
+            deadline = time.monotonic() + 5
+            while marker not in self.log() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        out = []
+        for line in self.log().splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if "http.request.method" not in e:
+                continue
+            if "http.response.status" in e:
+                status = int(e["http.response.status"])
+            elif str(e.get("msg", "")).startswith("error authorizing context"):
+                status = 401          # 2.8.2 logs its 401s this way, without a status
+            else:
+                continue
+            if str(e.get("http.request.useragent", "")).startswith("layersplit-test-sync/"):
+                continue
+            path = urllib.parse.urlsplit(e.get("http.request.uri", "")).path
+            out.append(Request(e["http.request.method"], path, status))
+        return out
+
+    def count(self, method=None, path=None, status=None):
+        """How many requests match: method, a regex searched in the path, status."""
+        return sum(1 for r in self.requests()
+                   if (method is None or r.method == method)
+                   and (path is None or re.search(path, r.path))
+                   and (status is None or r.status == status))
+
+    def stored_blobs(self):
+        """The digests of every blob in the storage (all repositories)."""
+        root = self.data / "docker/registry/v2/blobs/sha256"
+        return sorted("sha256:" + p.name for p in root.glob("*/*") if (p / "data").exists())
+
+    def upload_dirs(self):
+        """Upload sessions still open in the storage (repository/uuid)."""
+        root = self.data / "docker/registry/v2/repositories"
+        return sorted(str(p.relative_to(root)) for p in root.glob("**/_uploads/*"))
+
+
+# ----------------------------------------------------- a client for the checks
+
+class Client:
+    """Plain-HTTP registry calls to check a registry or seed it, with no
+    layersplit involved.  auth: an Authorization header value or None."""
+
+    def __init__(self, base_url, auth=None):
+        self.base, self.auth = base_url.rstrip("/"), auth
+
+    def request(self, method, path_or_url, body=None, headers=None):
+        url = path_or_url if "://" in path_or_url else self.base + path_or_url
+        h = dict(headers or {})
+        if self.auth:
+            h.setdefault("Authorization", self.auth)
+        return http(method, url, body=body, headers=h)
+
+    def head_blob(self, repo, digest):
+        return self.request("HEAD", "/v2/%s/blobs/%s" % (repo, digest))
+
+    def get_blob(self, repo, digest):
+        return self.request("GET", "/v2/%s/blobs/%s" % (repo, digest))
+
+    def get_manifest(self, repo, ref, accept=None):
+        accept = accept or ", ".join([
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.oci.image.index.v1+json"])
+        return self.request("GET", "/v2/%s/manifests/%s" % (repo, ref), headers={"Accept": accept})
+
+    def _location(self, r):
+        return urllib.parse.urljoin(self.base + "/", r.headers["Location"])
+
+    def upload_blob(self, repo, data, stream=False):
+        """POST, then a monolithic PUT (or one chunked PATCH + PUT with
+        stream=True).  Returns the digest; asserts 201."""
+        digest = sha256_digest(data)
+        r = self.request("POST", "/v2/%s/blobs/uploads/" % repo)
+        assert r.status == 202, "POST upload: %d %r" % (r.status, r.body)
+        loc = self._location(r)
+        if stream:
+            r = self.request("PATCH", loc, body=iter([data[i:i + 65536]
+                                                     for i in range(0, len(data), 65536)]))
+            assert r.status == 202, "PATCH: %d %r" % (r.status, r.body)
+            loc, data = self._location(r), b""
+        sep = "&" if "?" in loc else "?"
+        r = self.request("PUT", loc + sep + "digest=" + digest, body=data,
+                         headers={"Content-Type": "application/octet-stream"})
+        assert r.status == 201, "PUT blob: %d %r" % (r.status, r.body)
+        return digest
+
+    def put_manifest(self, repo, ref, manifest_bytes,
+                     media_type="application/vnd.docker.distribution.manifest.v2+json"):
+        r = self.request("PUT", "/v2/%s/manifests/%s" % (repo, ref), body=manifest_bytes,
+                         headers={"Content-Type": media_type})
+        assert r.status == 201, "PUT manifest: %d %r" % (r.status, r.body)
+        return r.headers["Docker-Content-Digest"]
+
+    def push_image(self, repo, tag, layers, config=None):
+        """A schema 2 image from layer blobs (bytes, e.g. gzip data) and a
+        config (bytes; a minimal one by default).  Returns the manifest digest."""
+        if config is None:
+            config = json.dumps({"architecture": "amd64", "os": "linux",
+                                 "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+        cfg = {"mediaType": "application/vnd.docker.container.image.v1+json",
+               "size": len(config), "digest": self.upload_blob(repo, config)}
+        ls = [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+               "size": len(b), "digest": self.upload_blob(repo, b)} for b in layers]
+        manifest = json.dumps({"schemaVersion": 2, "mediaType":
+                               "application/vnd.docker.distribution.manifest.v2+json",
+                               "config": cfg, "layers": ls}).encode()
+        return self.put_manifest(repo, tag, manifest)
+
+
+# ------------------------------------------------------------------ skopeo
+
+def skopeo(*args, authfile=None, timeout=120):
+    """skopeo with args (plain http allowed through the options given);
+    asserts success, returns stdout bytes."""
+    argv = ["skopeo"] + [str(a) for a in args]
+    env = dict(os.environ)
+    if authfile:
+        env["REGISTRY_AUTH_FILE"] = str(authfile)
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       stdin=subprocess.DEVNULL, timeout=timeout, env=env)
+    assert p.returncode == 0, "%s: exit %d: %s" % (" ".join(argv), p.returncode,
+                                                   p.stderr.decode(errors="replace").strip())
+    return p.stdout
+
+
+def _creds(creds):
+    return ["--creds", "%s:%s" % creds] if creds else []
+
+
+def skopeo_inspect_raw(ref, creds=None, authfile=None):
+    """The manifest bytes at docker://REF (HOST/REPO:TAG), as stored."""
+    return skopeo("inspect", "--raw", "--tls-verify=false", *_creds(creds),
+                  "docker://" + ref, authfile=authfile)
+
+
+def skopeo_inspect_config(ref, creds=None, authfile=None):
+    """The image config at docker://REF, parsed."""
+    return json.loads(skopeo("inspect", "--config", "--raw", "--tls-verify=false",
+                             *_creds(creds), "docker://" + ref, authfile=authfile))
+
+
+def skopeo_copy_to_oci(ref, oci_dir, tag="image", creds=None, authfile=None):
+    """skopeo copy docker://REF oci:DIR:TAG (layers as stored, digests kept)."""
+    skopeo("copy", "--quiet", "--src-tls-verify=false", *(["--src-creds", "%s:%s" % creds]
+                                                         if creds else []),
+           "docker://" + ref, "oci:%s:%s" % (oci_dir, tag), authfile=authfile)
+    return Path(oci_dir)
+
+
+# ------------------------------------------------------------ the fault proxy
+
+Event = collections.namedtuple("Event", "kind method path detail")
+
+
+class _Rule:
+    def __init__(self, kind, times, method, path, skip, **kw):
+        self.kind, self.times, self.method, self.path, self.skip = kind, times, method, path, skip
+        self.kw = kw
+
+    def matches(self, method, path):
+        return ((self.method is None or self.method == method)
+                and (self.path is None or re.search(self.path, path) is not None))
+
+
+class _Reader:
+    """Buffered reads from a socket with a per-read time limit."""
+
+    def __init__(self, sock):
+        self.sock, self.buf = sock, b""
+
+    def fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError
+        self.buf += data
+
+    def line(self, limit=65536):
+        while b"\r\n" not in self.buf:
+            if len(self.buf) > limit:
+                raise ValueError("line too long")
+            self.fill()
+        i = self.buf.index(b"\r\n") + 2
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def some(self, n):
+        if not self.buf:
+            self.fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+
+class _Cut(Exception):
+    pass
+
+
+class FaultProxy:
+    """A TCP proxy on 127.0.0.1 in front of a Registry (or any loopback
+    HOST:PORT) that sees each HTTP/1.1 request and, by rules set beforehand,
+    forwards it or fails it.  Each rule fires for the next `times` requests
+    that match (method, a regex searched in the path) after letting `skip`
+    matching ones through:
+
+      cut(after=N)             forward N bytes of the request (headers+body),
+                               then cut the connection (RST; FIN with reset=False);
+                               a request shorter than N is forwarded whole and
+                               the connection cut before the answer
+      respond(500|503|429...)  answer that status itself (registry-style JSON
+                               error, extra headers such as Retry-After), after
+                               reading the request body, then close
+      stall()                  read what comes and never answer, until the
+                               client gives up or the proxy stops
+
+    `events` records what it did (Event(kind, method, path, detail)), with
+    kind "forward", "cut", "respond", "stall" ("raw" for a connection that does
+    not speak HTTP, such as skopeo's TLS probe, passed through untouched);
+    `count(kind)` counts them;
+    `connections` counts accepted connections.  Every socket read has a
+    time limit (idle) and the proxy stops itself after `lifetime` seconds.
+    """
+
+    def __init__(self, upstream, idle=30, lifetime=600):
+        if isinstance(upstream, Registry):
+            upstream = upstream.host
+        host, port = upstream.rsplit(":", 1)
+        assert host in (LOOPBACK, "localhost", "[::1]"), "not loopback: %s" % upstream
+        self.upstream = (host.strip("[]"), int(port))
+        self.idle, self.lifetime = idle, lifetime
+        self.rules, self.events, self.connections = [], [], 0
+        self._lock = threading.Lock()
+        self._socks = set()
+        self._stop = threading.Event()
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((LOOPBACK, 0))
+        self._listener.listen(64)
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self._deadline = time.monotonic() + lifetime
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    @property
+    def host(self):
+        return "%s:%d" % (LOOPBACK, self.port)
+
+    @property
+    def url(self):
+        return "http://" + self.host
+
+    # -- rules
+    def _add(self, kind, times, method, path, skip, **kw):
+        with self._lock:
+            self.rules.append(_Rule(kind, times, method, path, skip, **kw))
+        return self
+
+    def cut(self, after, times=1, method=None, path=None, skip=0, reset=True):
+        return self._add("cut", times, method, path, skip, after=after, reset=reset)
+
+    def respond(self, status, times=1, method=None, path=None, skip=0, headers=None):
+        return self._add("respond", times, method, path, skip, status=status,
+                         headers=dict(headers or {}))
+
+    def stall(self, times=1, method=None, path=None, skip=0):
+        return self._add("stall", times, method, path, skip)
+
+    def clear(self):
+        with self._lock:
+            self.rules = []
+
+    def pending(self):
+        """Rules that have not fired as often as asked: [(kind, times left)]."""
+        with self._lock:
+            return [(r.kind, r.times) for r in self.rules if r.times > 0]
+
+    def count(self, kind, method=None):
+        with self._lock:
+            return sum(1 for e in self.events
+                       if e.kind == kind and (method is None or e.method == method))
+
+    def _pick(self, method, path):
+        with self._lock:
+            for r in self.rules:
+                if r.times > 0 and r.matches(method, path):
+                    if r.skip > 0:
+                        r.skip -= 1
+                        continue
+                    r.times -= 1
+                    return r
+        return None
+
+    def _event(self, *e):
+        with self._lock:
+            self.events.append(Event(*e))
+
+    # -- life
+    def stop(self):
+        """Stops accepting, closes every connection, joins the accept thread."""
+        self._stop.set()
+        with self._lock:
+            socks = list(self._socks)
+        for s in socks:
+            self._close(s)
+        self._thread.join(5)
+        with contextlib.suppress(OSError):
+            self._listener.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _stopping(self):
+        return self._stop.is_set() or time.monotonic() > self._deadline
+
+    def _track(self, s):
+        with self._lock:
+            self._socks.add(s)
+
+    def _close(self, s, reset=False):
+        with contextlib.suppress(OSError):
+            if reset:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+            else:
+                s.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            s.close()
+        with self._lock:
+            self._socks.discard(s)
+
+    def _accept_loop(self):
+        try:
+            while not self._stopping():
+                try:
+                    client, _ = self._listener.accept()
+                except socket.timeout:
+                    continue
+                except OSError:
+                    break
+                with self._lock:
+                    self.connections += 1
+                self._track(client)
+                threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+        finally:
+            with contextlib.suppress(OSError):
+                self._listener.close()
+            if not self._stop.is_set():      # lifetime over: drop everything
+                self._stop.set()
+                with self._lock:
+                    socks = list(self._socks)
+                for s in socks:
+                    self._close(s)
+
+    def _pump(self, src, dst):
+        """Upstream to client, verbatim."""
+        try:
+            while not self._stopping():
+                try:
+                    data = src.recv(65536)
+                except socket.timeout:
+                    continue
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def _serve(self, client):
+        upstream = None
+        try:
+            client.settimeout(self.idle)
+            upstream = socket.create_connection(self.upstream, timeout=self.idle)
+            self._track(upstream)
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+            reader = _Reader(client)
+            reader.fill()
+            if not re.match(rb"[A-Z]", reader.buf):
+                # not HTTP (skopeo tries TLS first): pass through untouched
+                upstream.sendall(reader.buf)
+                self._event("raw", None, None, len(reader.buf))
+                self._pump(client, upstream)
+                return
+            while not self._stopping():
+                self._one_request(reader, client, upstream)
+        except (EOFError, OSError, ValueError, _Cut):
+            pass
+        finally:
+            self._close(client)
+            if upstream is not None:
+                self._close(upstream)
+
+    def _one_request(self, reader, client, upstream):
+        head = reader.line()
+        while not head.strip():            # stray CRLF between requests
+            head = reader.line()
+        lines = [head]
+        while lines[-1] != b"\r\n":
+            lines.append(reader.line())
+            if len(lines) > 200:
+                raise ValueError("too many header lines")
+        method, target = head.decode("latin-1").split()[:2]
+        path = urllib.parse.urlsplit(target).path
+        hdrs = {}
+        for l in lines[1:-1]:
+            k, _, v = l.decode("latin-1").partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        rule = self._pick(method, path)
+        kind = rule.kind if rule else "forward"
+        state = {"sent": 0}
+
+        def send(data):
+            if kind == "cut":
+                room = rule.kw["after"] - state["sent"]
+                if len(data) >= room:
+                    upstream.sendall(data[:room])
+                    state["sent"] += room
+                    raise _Cut
+            if kind in ("forward", "cut"):
+                upstream.sendall(data)
+            state["sent"] += len(data)
+
+        def finish_cut():
+            self._event("cut", method, path, state["sent"])
+            self._close(upstream, reset=rule.kw["reset"])
+            self._close(client, reset=rule.kw["reset"])
+            raise _Cut
+
+        if kind == "stall":
+            self._event("stall", method, path, None)
+            while not self._stopping():
+                try:
+                    reader.buf = b""
+                    reader.fill()
+                except socket.timeout:
+                    continue
+            raise EOFError
+        if kind == "respond" and "100-continue" in hdrs.get("expect", "").lower():
+            return self._answer(client, rule, method, path)
+        try:
+            send(b"".join(lines))
+            self._body(reader, hdrs, send)
+        except _Cut:
+            finish_cut()
+        if kind == "cut":
+            finish_cut()
+        if kind == "respond":
+            return self._answer(client, rule, method, path)
+        self._event("forward", method, path, state["sent"])
+
+    def _body(self, reader, hdrs, send):
+        if "chunked" in hdrs.get("transfer-encoding", "").lower():
+            while True:
+                size_line = reader.line()
+                send(size_line)
+                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while True:               # trailers, then the empty line
+                        t = reader.line()
+                        send(t)
+                        if t == b"\r\n":
+                            return
+                left = size + 2
+                while left:
+                    data = reader.some(left)
+                    send(data)
+                    left -= len(data)
+        left = int(hdrs.get("content-length", "0") or 0)
+        while left:
+            data = reader.some(min(left, 65536))
+            send(data)
+            left -= len(data)
+
+    def _answer(self, client, rule, method, path):
+        status = rule.kw["status"]
+        code = {429: "TOOMANYREQUESTS", 401: "UNAUTHORIZED"}.get(status, "UNKNOWN")
+        body = json.dumps({"errors": [{"code": code, "message": "injected by the test proxy",
+                                       "detail": None}]}).encode()
+        reason = httpclient.responses.get(status, "Error")
+        hdrs = {"Content-Type": "application/json; charset=utf-8",
+                "Content-Length": str(len(body)), "Connection": "close",
+                "Docker-Distribution-Api-Version": "registry/2.0"}
+        hdrs.update(rule.kw["headers"])
+        out = "HTTP/1.1 %d %s\r\n" % (status, reason)
+        out += "".join("%s: %s\r\n" % kv for kv in hdrs.items()) + "\r\n"
+        client.sendall(out.encode("latin-1") + body)
+        self._event("respond", method, path, status)
+        self._close(client)
+        raise _Cut

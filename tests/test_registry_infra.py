@@ -1,0 +1,280 @@
+"""The push tests' servers (tests/registry.py) checked against the real
+docker-registry with plain HTTP, skopeo and sockets, no layersplit: each piece
+does what the push tests rely on, and leaves no process behind."""
+import gzip
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import registry
+from registry import CONNECTION_ERRORS, Client, FaultProxy, Registry, basic_auth, http, sha256_digest
+
+MiB = 1 << 20
+
+
+def layer(n, size=4096):
+    """A gzip blob of size pseudo-random bytes, different for each n."""
+    data = b"".join(sha256_digest(b"%d-%d" % (n, i)).encode() for i in range(size // 71 + 1))
+    return gzip.compress(data[:size], mtime=0)
+
+
+def gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def refused(host):
+    h, p = host.rsplit(":", 1)
+    try:
+        socket.create_connection((h, int(p)), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_registry_round_trip(tmp):
+    """An image pushed by plain HTTP (monolithic and streamed blobs) reads
+    back through skopeo byte for byte; requests() sees each request."""
+    with Registry(tmp) as reg:
+        assert reg.host.startswith("127.0.0.1:") and reg.url == "http://" + reg.host
+        assert http("GET", reg.url + "/v2/").status == 200
+        c = Client(reg.url)
+        streamed = layer(1, 300000)
+        d_streamed = c.upload_blob("team/app", streamed, stream=True)
+        layers = [layer(0), streamed]
+        digest = c.push_image("team/app", "1.0", layers)
+        raw = registry.skopeo_inspect_raw(reg.host + "/team/app:1.0")
+        assert sha256_digest(raw) == digest
+        manifest = json.loads(raw)
+        assert [l["digest"] for l in manifest["layers"]] == [sha256_digest(b) for b in layers]
+        oci = registry.skopeo_copy_to_oci(reg.host + "/team/app:1.0", tmp / "oci")
+        for b in layers:
+            assert (oci / "blobs/sha256" / sha256_digest(b)[7:]).read_bytes() == b
+        r = c.head_blob("team/app", d_streamed)
+        assert r.status == 200 and int(r.headers["Content-Length"]) == len(streamed)
+        assert c.get_blob("team/app", d_streamed).body == streamed
+        assert c.head_blob("other", d_streamed).status == 404
+        assert d_streamed in reg.stored_blobs()
+        reqs = reg.requests()
+        assert reg.count("PATCH") == 1, reqs
+        # one streamed blob (POST, PATCH, PUT), three monolithic ones (POST, PUT)
+        assert reg.count("POST", path=r"^/v2/team/app/blobs/uploads/$", status=202) == 4
+        assert reg.count("PUT", path="/blobs/uploads/", status=201) == 4
+        assert ("PUT", "/v2/team/app/manifests/1.0", 201) in reqs
+        assert reg.count("HEAD", status=404) == 1
+        pid = reg.pid
+    assert gone(pid) and refused(reg.host)
+
+
+def test_registry_requests_counts_each_new_request(tmp):
+    """requests() right after a request already lists it (no waiting in the test)."""
+    with Registry(tmp) as reg:
+        for i in range(5):
+            http("HEAD", reg.url + "/v2/x/blobs/" + sha256_digest(b"%d" % i))
+            assert reg.count("HEAD") == i + 1
+
+
+def test_registry_kill_and_restart(tmp):
+    """kill() is SIGKILL by PID: the process is gone at once.  start() again
+    keeps port and storage; thanks to http.secret an upload session opened
+    before the kill goes on after the restart."""
+    reg = Registry(tmp)
+    try:
+        c = Client(reg.url)
+        d = c.upload_blob("a", layer(2))
+        r = c.request("POST", "/v2/a/blobs/uploads/")
+        loc = c._location(r)
+        pid, host = reg.pid, reg.host
+        reg.kill()
+        assert gone(pid) and refused(host) and not reg.alive()
+        reg.start()
+        assert reg.host == host and reg.pid != pid
+        assert c.head_blob("a", d).status == 200
+        r = c.request("PATCH", loc, body=b"more", headers={"Content-Type": "application/octet-stream"})
+        assert r.status == 202, r
+    finally:
+        reg.stop()
+    assert gone(reg.pid)
+
+
+def test_registry_stopped_on_exception(tmp):
+    pid = None
+    try:
+        with Registry(tmp) as reg:
+            pid = reg.pid
+            raise KeyError("boom")
+    except KeyError:
+        pass
+    assert pid and gone(pid) and not registry._live
+
+
+def test_registry_start_failure_shows_log(tmp):
+    """A port already taken: RuntimeError naming the port, with the registry's log."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        try:
+            Registry(tmp, port=port, secret="x")
+        except RuntimeError as e:
+            assert "127.0.0.1:%d" % port in str(e) and "address already in use" in str(e), e
+        else:
+            raise AssertionError("started on a taken port")
+    assert not registry._live
+
+
+def test_registry_htpasswd(tmp):
+    """Basic auth: 401 with a Basic challenge without or with a wrong
+    password, 200 with the right one; skopeo with --creds reads back."""
+    with Registry(tmp, htpasswd={"alice": "s3cret pass", "bob": "x"}) as reg:
+        r = http("GET", reg.url + "/v2/")
+        assert r.status == 401 and r.headers["WWW-Authenticate"].startswith("Basic "), r
+        assert http("GET", reg.url + "/v2/",
+                    headers={"Authorization": basic_auth("alice", "wrong")}).status == 401
+        good = Client(reg.url, auth=basic_auth("alice", "s3cret pass"))
+        assert good.request("GET", "/v2/").status == 200
+        assert reg.count("GET", path="^/v2/$", status=401) == 2
+        good.push_image("p", "t", [layer(3)])
+        raw = registry.skopeo_inspect_raw(reg.host + "/p:t", creds=("alice", "s3cret pass"))
+        assert json.loads(raw)["schemaVersion"] == 2
+
+
+def test_proxy_forwards_everything(tmp):
+    """Through the proxy: a streamed upload, monolithic ones, a manifest,
+    and skopeo reading back, on kept-alive connections."""
+    with Registry(tmp) as reg, FaultProxy(reg) as proxy:
+        c = Client(proxy.url)
+        c.upload_blob("r", layer(4, MiB), stream=True)
+        digest = c.push_image("r", "t", [layer(5)])
+        raw = registry.skopeo_inspect_raw(proxy.host + "/r:t")
+        assert sha256_digest(raw) == digest
+        assert proxy.count("forward", "PATCH") == 1 and proxy.count("cut") == 0
+        assert proxy.count("forward") >= 8 and proxy.connections >= 1
+        assert reg.count("PATCH", status=202) == 1
+
+
+def test_proxy_cuts_a_patch_once(tmp):
+    """cut(after=N, method=PATCH): the first PATCH dies after N bytes reach
+    the registry, which loses that upload; the next whole upload succeeds."""
+    with Registry(tmp) as reg, FaultProxy(reg) as proxy:
+        proxy.cut(after=200000, method="PATCH")
+        c = Client(proxy.url)
+        blob = layer(6, 2 * MiB)
+        try:
+            c.upload_blob("r", blob, stream=True)
+        except CONNECTION_ERRORS as e:
+            err = e
+        else:
+            raise AssertionError("the cut PATCH succeeded")
+        assert proxy.count("cut", "PATCH") == 1, (err, proxy.events)
+        assert [e.detail for e in proxy.events if e.kind == "cut"] == [200000]
+        assert proxy.pending() == []
+        d = c.upload_blob("r", blob, stream=True)
+        assert c.head_blob("r", d).status == 200
+        assert proxy.count("forward", "PATCH") == 1
+
+
+def test_proxy_cuts_first_k_connections(tmp):
+    """cut(after=10, times=2): two connections cut 10 bytes in, the third
+    request passes; the registry saw only that one."""
+    with Registry(tmp) as reg, FaultProxy(reg) as proxy:
+        proxy.cut(after=10, times=2)
+        for _ in range(2):
+            try:
+                http("GET", proxy.url + "/v2/")
+            except CONNECTION_ERRORS:
+                pass
+            else:
+                raise AssertionError("not cut")
+        assert http("GET", proxy.url + "/v2/").status == 200
+        assert proxy.count("cut") == 2 and proxy.connections == 3
+        assert reg.count("GET", path="^/v2/$") == 1
+
+
+def test_proxy_answers_errors_once(tmp):
+    """respond(): 500, then 503 on the next PUT, 429 with Retry-After; each
+    once, then the registry answers again.  The faked requests never reach it."""
+    with Registry(tmp) as reg, FaultProxy(reg) as proxy:
+        proxy.respond(429, method="HEAD", headers={"Retry-After": "1"})
+        proxy.respond(500, method="POST")
+        proxy.respond(503, method="PUT", path="/blobs/uploads/")
+        c = Client(proxy.url)
+        d = sha256_digest(b"nothing")
+        r = c.head_blob("r", d)
+        assert r.status == 429 and r.headers["Retry-After"] == "1", r
+        assert c.head_blob("r", d).status == 404
+        r = c.request("POST", "/v2/r/blobs/uploads/")
+        assert r.status == 500 and json.loads(r.body)["errors"][0]["code"] == "UNKNOWN"
+        try:
+            c.upload_blob("r", layer(7))
+        except AssertionError as e:
+            assert "PUT blob: 503" in str(e), e
+        d = c.upload_blob("r", layer(7))
+        assert c.head_blob("r", d).status == 200
+        assert [e.detail for e in proxy.events if e.kind == "respond"] == [429, 500, 503]
+        assert reg.count("HEAD") == 2 and reg.count("POST") == 2 and reg.count("PUT") == 1
+
+
+def test_proxy_answers_before_an_expected_body(tmp):
+    """A request with Expect: 100-continue gets the injected answer at once."""
+    with Registry(tmp) as reg, FaultProxy(reg) as proxy:
+        proxy.respond(503, method="PUT")
+        s = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        s.sendall(b"PUT /v2/r/blobs/uploads/x HTTP/1.1\r\nHost: %s\r\n"
+                  b"Content-Length: 100000\r\nExpect: 100-continue\r\n\r\n" % proxy.host.encode())
+        assert s.recv(100).startswith(b"HTTP/1.1 503 ")
+        s.close()
+
+
+def test_proxy_stalls(tmp):
+    """stall(): the request is read and never answered (the client times
+    out); the next one is forwarded."""
+    with Registry(tmp) as reg, FaultProxy(reg) as proxy:
+        proxy.stall(method="GET")
+        t = time.monotonic()
+        try:
+            http("GET", proxy.url + "/v2/", timeout=0.5)
+        except socket.timeout:
+            pass
+        else:
+            raise AssertionError("answered")
+        assert time.monotonic() - t < 5
+        assert http("GET", proxy.url + "/v2/").status == 200
+        assert proxy.count("stall") == 1 and reg.count("GET") == 1
+
+
+def test_proxy_stops_itself(tmp):
+    """lifetime: the proxy closes its port and its connections by itself."""
+    with Registry(tmp) as reg:
+        proxy = FaultProxy(reg, lifetime=0.5)
+        s = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        time.sleep(1)
+        assert s.recv(1) == b""
+        assert refused(proxy.host)
+        proxy.stop()
+
+
+def test_registry_dies_with_a_killed_test_run(tmp):
+    """A Python process holding a Registry is SIGKILLed (no atexit, no
+    __exit__): the registry goes too."""
+    code = ("import sys, time; sys.path.insert(0, %r); import registry\n"
+            "r = registry.Registry(%r); print(r.pid, flush=True); time.sleep(60)\n"
+            % (os.path.dirname(registry.__file__), str(tmp)))
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        pid = int(p.stdout.readline())
+        assert not gone(pid)
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+    deadline = time.monotonic() + 5
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert gone(pid), "registry %d outlived its test process" % pid
