@@ -21,6 +21,7 @@ import collections
 import contextlib
 import hashlib
 import http.client as httpclient
+import http.server as httpserver
 import json
 import os
 import re
@@ -748,3 +749,345 @@ class FaultProxy:
         self._event("respond", method, path, status)
         self._close(client)
         raise _Cut
+
+
+# ------------------------------------------------------------ the token server
+
+def _b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _openssl(*args, input=None):
+    p = subprocess.run(["openssl"] + [str(a) for a in args], input=input,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.returncode == 0, "openssl %s: %s" % (args[0], p.stderr.decode(errors="replace"))
+    return p.stdout
+
+
+def _der_ecdsa_to_raw(der, size=32):
+    """openssl's DER ECDSA signature (SEQUENCE of two INTEGERs) as JWS
+    wants it: r and s, each size bytes, big-endian."""
+    assert der[0] == 0x30, "not a DER sequence"
+    i = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
+    out = b""
+    for _ in range(2):
+        assert der[i] == 0x02, "not a DER integer"
+        n = der[i + 1]
+        out += int.from_bytes(der[i + 2:i + 2 + n], "big").to_bytes(size, "big")
+        i += 2 + n
+    return out
+
+
+def libtrust_key_id(public_der):
+    """The key ID distribution 2.8.2 gives a root certificate's key (libtrust):
+    base32 of the first 240 bits of sha256(DER of the public key), in 12
+    groups of 4 joined by ':'."""
+    b32 = base64.b32encode(hashlib.sha256(public_der).digest()[:30]).decode().rstrip("=")
+    return ":".join(b32[i:i + 4] for i in range(0, len(b32), 4))
+
+
+def parse_scope(scope):
+    """'repository:team/app:pull,push' → ('repository', 'team/app', ['pull', 'push'])."""
+    rtype, _, rest = scope.partition(":")
+    name, _, actions = rest.rpartition(":")
+    return rtype, name, [a for a in actions.split(",") if a]
+
+
+TokenRequest = collections.namedtuple(
+    "TokenRequest", "method path query form user auth scopes status")
+
+
+class TokenServer:
+    """A Docker token server on 127.0.0.1 (http.server in a thread) whose
+    JWTs the Registry accepts: Registry(tmp, token=TokenServer(tmp, ...)).
+
+    users: {name: password} checked against Basic credentials.  A user who
+    authenticates gets every action asked for, unless grant(user, type,
+    name, actions) says less; anonymous=True gives clients without
+    credentials a token with no access (else 401).  alg "RS256" or "ES256";
+    key_header "kid" (libtrust key ID of the root certificate's key) or
+    "x5c" (the certificate itself): distribution 2.8.2 accepts both.
+    GET /token?service=&scope=&scope= (Basic auth; offline_token=true adds a
+    refresh_token) and POST /token with the OAuth2 form (grant_type
+    refresh_token or password).  `requests` records each request as
+    TokenRequest(method, path, query {k: [v]}, form {k: [v]}, user, auth
+    ("basic", "bearer" or None), scopes asked, status); `issued` each token's
+    claims.  issue() signs a token with any claims (expired ones, say).
+    """
+
+    def __init__(self, tmp=None, users=None, service="layersplit-test",
+                 issuer="layersplit-test-issuer", alg="RS256", key_header="kid",
+                 expires_in=300, anonymous=False, grant=None, lifetime=600):
+        assert alg in ("RS256", "ES256") and key_header in ("kid", "x5c")
+        base = Path(tmp) if tmp is not None else Path(tempfile.mkdtemp(prefix="tokens-"))
+        self._own_dir = tmp is None
+        self.dir = Path(tempfile.mkdtemp(prefix="tokens-", dir=base))
+        self.users = dict(users or {})
+        self.service, self.issuer, self.alg, self.key_header = service, issuer, alg, key_header
+        self.expires_in, self.anonymous, self.grant = expires_in, anonymous, grant
+        self.refresh_tokens = {}            # token → user
+        self.requests, self.issued = [], []
+        self._lock = threading.Lock()
+        self.key, self.rootcert = self.dir / "key.pem", self.dir / "root.crt"
+        newkey = (["-newkey", "rsa:2048"] if alg == "RS256" else
+                  ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        _openssl("req", "-x509", *newkey, "-nodes", "-keyout", self.key, "-out",
+                 self.rootcert, "-days", "2", "-subj", "/CN=layersplit test token issuer")
+        self.cert_der = _openssl("x509", "-in", self.rootcert, "-outform", "DER")
+        pub_pem = _openssl("x509", "-in", self.rootcert, "-pubkey", "-noout")
+        self.key_id = libtrust_key_id(_openssl("pkey", "-pubin", "-outform", "DER",
+                                               input=pub_pem))
+        self._server = _TokenHTTPServer((LOOPBACK, 0), _TokenHandler)
+        self._server.owner = self
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread.start()
+        self._timer = threading.Timer(lifetime, self.stop)
+        self._timer.daemon = True
+        self._timer.start()
+
+    @property
+    def host(self):
+        return "%s:%d" % (LOOPBACK, self.port)
+
+    @property
+    def realm(self):
+        return "http://%s/token" % self.host
+
+    def registry_config(self):
+        """The `auth.token` section of a registry config."""
+        return {"realm": self.realm, "service": self.service, "issuer": self.issuer,
+                "rootcertbundle": str(self.rootcert)}
+
+    def refresh_token_for(self, user):
+        """A new identity (refresh) token for user, for an authfile's identitytoken."""
+        tok = "refresh-" + uuid.uuid4().hex
+        with self._lock:
+            self.refresh_tokens[tok] = user
+        return tok
+
+    def issue(self, sub, access, expires_in=None, **claims):
+        """A signed JWT for sub with access [{type, name, actions}]; claims
+        override iss, aud, exp, nbf, iat, jti."""
+        now = int(time.time())
+        body = {"iss": self.issuer, "sub": sub, "aud": self.service,
+                "exp": now + (self.expires_in if expires_in is None else expires_in),
+                "nbf": now - 1, "iat": now, "jti": uuid.uuid4().hex, "access": access}
+        body.update(claims)
+        header = {"typ": "JWT", "alg": self.alg}
+        if self.key_header == "kid":
+            header["kid"] = self.key_id
+        else:
+            header["x5c"] = [base64.b64encode(self.cert_der).decode()]
+        signing_input = (_b64url(json.dumps(header).encode()) + "." +
+                         _b64url(json.dumps(body).encode())).encode()
+        sig = _openssl("dgst", "-sha256", "-sign", self.key, input=signing_input)
+        if self.alg == "ES256":
+            sig = _der_ecdsa_to_raw(sig)
+        with self._lock:
+            self.issued.append(body)
+        return signing_input.decode() + "." + _b64url(sig)
+
+    def scopes_asked(self):
+        """Every scope string asked for, in order."""
+        return [s for r in self.requests for s in r.scopes]
+
+    def stop(self):
+        self._timer.cancel()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._own_dir:
+            shutil.rmtree(self.dir.parent, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _record(self, *fields):
+        with self._lock:
+            self.requests.append(TokenRequest(*fields))
+
+    def _access(self, user, scopes):
+        access = []
+        for scope in scopes:
+            rtype, name, actions = parse_scope(scope)
+            if user is None:
+                actions = []
+            elif self.grant is not None:
+                actions = list(self.grant(user, rtype, name, actions))
+            access.append({"type": rtype, "name": name, "actions": actions})
+        return access
+
+
+class _TokenHTTPServer(httpserver.ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _TokenHandler(httpserver.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 30
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, status, obj, extra=None):
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _basic_user(self, srv):
+        """(user or None, auth kind, credentials ok)."""
+        h = self.headers.get("Authorization", "")
+        kind, _, value = h.partition(" ")
+        if not h:
+            return None, None, True
+        if kind.lower() != "basic":
+            return None, kind.lower(), False
+        try:
+            user, _, password = base64.b64decode(value).decode().partition(":")
+        except ValueError:
+            return None, "basic", False
+        ok = user in srv.users and srv.users[user] == password
+        return user, "basic", ok
+
+    def _handle(self, form):
+        srv = self.server.owner
+        u = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qs(u.query, keep_blank_values=True)
+        params = form if self.command == "POST" else query
+        scopes = [s for v in params.get("scope", []) for s in v.split()]
+        user, auth, ok = self._basic_user(srv)
+        refresh = None
+        status = 200
+        if u.path != "/token":
+            status = 404
+        elif params.get("service", [None])[0] != srv.service:
+            status = 400
+        elif self.command == "POST":
+            grant_type = form.get("grant_type", [""])[0]
+            if grant_type == "refresh_token":
+                with srv._lock:
+                    user = srv.refresh_tokens.get(form.get("refresh_token", [""])[0])
+                status = 200 if user else 401
+            elif grant_type == "password":
+                user = form.get("username", [""])[0]
+                ok = srv.users.get(user) == form.get("password", [None])[0]
+                status = 200 if ok else 401
+                refresh = srv.refresh_token_for(user) if ok else None
+            else:
+                status = 400
+        elif not ok or (user is None and not srv.anonymous):
+            status = 401
+        elif query.get("offline_token", [""])[0] == "true" and user:
+            refresh = srv.refresh_token_for(user)
+        srv._record(self.command, u.path, query, form, user, auth, scopes, status)
+        if status != 200:
+            return self._reply(status, {"errors": [{"code": "UNAUTHORIZED" if status == 401
+                                                    else "DENIED", "message": "token refused"}]},
+                               {"WWW-Authenticate": 'Basic realm="layersplit-test-token"'}
+                               if status == 401 else None)
+        token = srv.issue(user or "", srv._access(user, scopes))
+        out = {"token": token, "access_token": token, "expires_in": srv.expires_in,
+               "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if self.command == "POST":
+            out.pop("token")
+            out["scope"] = " ".join(scopes)
+        if refresh:
+            out["refresh_token"] = refresh
+        self._reply(200, out)
+
+    def do_GET(self):
+        self._handle({})
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0") or 0)
+        if n > 1 << 20:
+            return self._reply(413, {"errors": []})
+        body = self.rfile.read(n).decode(errors="replace")
+        self._handle(urllib.parse.parse_qs(body, keep_blank_values=True))
+
+
+# ------------------------------------------------- credentials on the client side
+
+_HELPER = r'''#!/usr/bin/env python3
+# A docker credential helper for tests: `get` reads a server on stdin and
+# prints its credentials from the table below; every call is logged
+# (action and server only, never a secret).
+import json, sys
+CREDS = json.loads(%r)
+LOG = %r
+action = sys.argv[1] if len(sys.argv) > 1 else ""
+data = sys.stdin.read()
+with open(LOG, "a") as f:
+    f.write(json.dumps({"action": action, "server": data.strip()}) + "\n")
+if action == "get":
+    server = data.strip()
+    if server not in CREDS:
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    user, secret = CREDS[server]
+    print(json.dumps({"ServerURL": server, "Username": user, "Secret": secret}))
+elif action == "list":
+    print(json.dumps({s: c[0] for s, c in CREDS.items()}))
+elif action not in ("store", "erase"):
+    print("unknown action %%r" %% action, file=sys.stderr)
+    sys.exit(2)
+'''
+
+
+def credential_helper(bindir, creds, name="test"):
+    """Writes the executable bindir/docker-credential-NAME implementing the
+    helper protocol: `get` reads a server (as the client writes it, e.g.
+    "127.0.0.1:5000") on stdin and prints {"ServerURL", "Username",
+    "Secret"} from creds {server: (user, secret)} (user "<token>": secret is
+    an identity token), else "credentials not found in native keychain" and
+    exit 1.  Each call goes to bindir/docker-credential-NAME.log as a JSON
+    line {"action", "server"}.  Returns the PATH value with bindir first."""
+    bindir = Path(bindir)
+    bindir.mkdir(parents=True, exist_ok=True)
+    exe = bindir / ("docker-credential-" + name)
+    log = bindir / ("docker-credential-%s.log" % name)
+    table = json.dumps({s: list(c) for s, c in creds.items()})
+    exe.write_text(_HELPER % (table, str(log)))
+    exe.chmod(0o755)
+    return str(bindir) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
+
+
+def credential_helper_calls(bindir, name="test"):
+    """The helper's calls so far: [{"action", "server"}]."""
+    log = Path(bindir) / ("docker-credential-%s.log" % name)
+    if not log.exists():
+        return []
+    return [json.loads(l) for l in log.read_text().splitlines() if l.strip()]
+
+
+def write_authfile(path, auths=None, cred_helpers=None, creds_store=None):
+    """A docker config.json (as skopeo and podman also read it).
+    auths: {host: (user, password)} → {"auth": base64 "user:password"}, or
+    {host: {...}} written as given (e.g. {"identitytoken": T}).
+    cred_helpers: {host: helper name}; creds_store: a helper name."""
+    doc = {"auths": {}}
+    for host, v in (auths or {}).items():
+        if isinstance(v, dict):
+            doc["auths"][host] = v
+        else:
+            doc["auths"][host] = {"auth": base64.b64encode(("%s:%s" % tuple(v)).encode()).decode()}
+    if cred_helpers:
+        doc["credHelpers"] = dict(cred_helpers)
+    if creds_store:
+        doc["credsStore"] = creds_store
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    path.chmod(0o600)
+    return path

@@ -1,6 +1,7 @@
 """The push tests' servers (tests/registry.py) checked against the real
 docker-registry with plain HTTP, skopeo and sockets, no layersplit: each piece
 does what the push tests rely on, and leaves no process behind."""
+import base64
 import gzip
 import json
 import os
@@ -8,9 +9,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import registry
-from registry import CONNECTION_ERRORS, Client, FaultProxy, Registry, basic_auth, http, sha256_digest
+from registry import (CONNECTION_ERRORS, Client, FaultProxy, Registry, TokenServer, basic_auth,
+                      http, sha256_digest)
 
 MiB = 1 << 20
 
@@ -278,3 +281,183 @@ def test_registry_dies_with_a_killed_test_run(tmp):
     while not gone(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert gone(pid), "registry %d outlived its test process" % pid
+
+
+def bearer(token):
+    return {"Authorization": "Bearer " + token}
+
+
+def get_token(ts, *scopes, user=("alice", "pw"), **params):
+    q = [("service", ts.service)] + [("scope", s) for s in scopes] + list(params.items())
+    h = {"Authorization": basic_auth(*user)} if user else {}
+    return http("GET", ts.realm + "?" + urllib.parse.urlencode(q), headers=h)
+
+
+def test_token_auth_every_key_kind(tmp):
+    """RS256 and ES256, each with a kid header (libtrust key ID) and with
+    x5c: the registry challenges with Bearer realm/service, accepts the
+    token for the scope granted and refuses it for another repository."""
+    for alg in ("RS256", "ES256"):
+        for key_header in ("kid", "x5c"):
+            with TokenServer(tmp, users={"alice": "pw"}, alg=alg, key_header=key_header) as ts, \
+                    Registry(tmp, token=ts) as reg:
+                r = http("GET", reg.url + "/v2/")
+                assert r.status == 401, r
+                assert r.headers["WWW-Authenticate"] == 'Bearer realm="%s",service="%s"' % (
+                    ts.realm, ts.service), r.headers
+                r = get_token(ts, "repository:team/app:pull,push")
+                assert r.status == 200, r
+                tok = json.loads(r.body)
+                assert tok["token"] == tok["access_token"] and tok["expires_in"] == 300
+                header = json.loads(base64.urlsafe_b64decode(tok["token"].split(".")[0] + "=="))
+                assert header["alg"] == alg and key_header in header, header
+                c = Client(reg.url, auth="Bearer " + tok["token"])
+                c.push_image("team/app", "1", [layer(8)])
+                r = c.request("POST", "/v2/team/other/blobs/uploads/")
+                assert r.status == 401 and 'error="insufficient_scope"' in \
+                    r.headers["WWW-Authenticate"], (r.status, r.headers)
+                assert ts.issued[-1]["access"] == [{"type": "repository", "name": "team/app",
+                                                    "actions": ["pull", "push"]}]
+
+
+def test_token_registry_refuses_bad_tokens(tmp):
+    """The registry really checks: another issuer's key, an expired token,
+    another audience, another issuer name, no push action: all 401."""
+    with TokenServer(tmp, users={"alice": "pw"}) as ts, \
+            TokenServer(tmp, users={"alice": "pw"}, issuer=ts.issuer) as stranger, \
+            Registry(tmp, token=ts) as reg:
+        access = [{"type": "repository", "name": "a", "actions": ["pull", "push"]}]
+        url = reg.url + "/v2/a/blobs/uploads/"
+        assert http("POST", url, headers=bearer(ts.issue("alice", access))).status == 202
+        for bad in (stranger.issue("alice", access),
+                    ts.issue("alice", access, expires_in=-120),
+                    ts.issue("alice", access, aud="elsewhere"),
+                    ts.issue("alice", access, iss="someone-else"),
+                    ts.issue("alice", [dict(access[0], actions=["pull"])])):
+            assert http("POST", url, headers=bearer(bad)).status == 401
+        assert stranger.key_id != ts.key_id
+
+
+def test_token_server_checks_credentials_and_records(tmp):
+    """Basic credentials checked (wrong password, unknown user, none: 401;
+    anonymous=True: a token without access); several scope= parameters; the
+    requests recorded with the scopes and the user, never the password."""
+    with TokenServer(tmp, users={"alice": "pw-S3cret"}) as ts:
+        assert get_token(ts, "repository:a:pull", user=("alice", "pw")).status == 401
+        assert get_token(ts, "repository:a:pull", user=("bob", "pw-S3cret")).status == 401
+        assert get_token(ts, "repository:a:pull", user=None).status == 401
+        r = get_token(ts, "repository:a:pull,push", "repository:b:pull", user=("alice", "pw-S3cret"))
+        assert r.status == 200
+        assert ts.issued[-1]["access"] == [
+            {"type": "repository", "name": "a", "actions": ["pull", "push"]},
+            {"type": "repository", "name": "b", "actions": ["pull"]}]
+        assert ts.scopes_asked()[-2:] == ["repository:a:pull,push", "repository:b:pull"]
+        assert [(r.user, r.status) for r in ts.requests] == [
+            ("alice", 401), ("bob", 401), (None, 401), ("alice", 200)]
+        assert all(r.auth == "basic" for r in ts.requests if r.user)
+        assert "S3cret" not in json.dumps([r._asdict() for r in ts.requests])
+    with TokenServer(tmp, anonymous=True) as ts:
+        r = get_token(ts, "repository:a:pull", user=None)
+        assert r.status == 200 and ts.issued[-1]["access"][0]["actions"] == []
+
+
+def test_token_refresh_tokens(tmp):
+    """offline_token=true gives a refresh token; the OAuth2 form POST with
+    grant_type=refresh_token turns it into a working access token; an
+    unknown one is refused; grant_type=password too."""
+    with TokenServer(tmp, users={"alice": "pw"}) as ts, Registry(tmp, token=ts) as reg:
+        r = get_token(ts, "repository:a:pull", offline_token="true")
+        refresh = json.loads(r.body)["refresh_token"]
+        form = {"grant_type": "refresh_token", "refresh_token": refresh,
+                "service": ts.service, "scope": "repository:a:pull,push repository:b:pull"}
+        r = http("POST", ts.realm, body=urllib.parse.urlencode(form).encode(),
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status == 200, r
+        tok = json.loads(r.body)
+        assert "token" not in tok and tok["scope"] == form["scope"]
+        assert http("POST", reg.url + "/v2/a/blobs/uploads/",
+                    headers=bearer(tok["access_token"])).status == 202
+        assert ts.requests[-1].user == "alice" and ts.requests[-1].form["grant_type"] == \
+            ["refresh_token"]
+        form["refresh_token"] = "nope"
+        r = http("POST", ts.realm, body=urllib.parse.urlencode(form).encode())
+        assert r.status == 401
+        form = {"grant_type": "password", "username": "alice", "password": "pw",
+                "service": ts.service, "scope": "repository:a:push"}
+        r = http("POST", ts.realm, body=urllib.parse.urlencode(form).encode())
+        assert r.status == 200 and "refresh_token" in json.loads(r.body)
+        r = http("POST", ts.realm, body=urllib.parse.urlencode(dict(form, password="x")).encode())
+        assert r.status == 401
+
+
+def test_token_grant_limits_access(tmp):
+    """grant(user, type, name, actions) decides; a token for pull only
+    cannot push, so the registry answers insufficient_scope."""
+    def grant(user, rtype, name, actions):
+        return [a for a in actions if a == "pull" or name.startswith(user + "/")]
+    with TokenServer(tmp, users={"alice": "pw"}, grant=grant) as ts, \
+            Registry(tmp, token=ts) as reg:
+        get_token(ts, "repository:alice/x:pull,push", "repository:bob/y:pull,push")
+        assert [a["actions"] for a in ts.issued[-1]["access"]] == [["pull", "push"], ["pull"]]
+        tok = ts.issue("alice", ts.issued[-1]["access"])
+        assert http("POST", reg.url + "/v2/alice/x/blobs/uploads/", headers=bearer(tok)).status == 202
+        assert http("POST", reg.url + "/v2/bob/y/blobs/uploads/", headers=bearer(tok)).status == 401
+
+
+def test_skopeo_through_token_auth(tmp):
+    """A real client (skopeo) gets tokens from the server and reads an
+    image back: the token server saw its scope and user."""
+    with TokenServer(tmp, users={"alice": "pw"}) as ts, Registry(tmp, token=ts) as reg:
+        ts_tok = ts.issue("alice", [{"type": "repository", "name": "app",
+                                     "actions": ["pull", "push"]}])
+        digest = Client(reg.url, auth="Bearer " + ts_tok).push_image("app", "v1", [layer(9)])
+        raw = registry.skopeo_inspect_raw(reg.host + "/app:v1", creds=("alice", "pw"))
+        assert sha256_digest(raw) == digest
+        assert "repository:app:pull" in ts.scopes_asked(), ts.requests
+        assert all(r.user == "alice" for r in ts.requests if r.status == 200)
+
+
+def test_credential_helper(tmp):
+    """docker-credential-test: get by server, not found → exit 1 with
+    docker's message; used by skopeo through an authfile's credHelpers
+    against an htpasswd registry."""
+    with Registry(tmp, htpasswd={"alice": "s3cret"}) as reg:
+        Client(reg.url, auth=basic_auth("alice", "s3cret")).push_image("h", "t", [layer(10)])
+        path = registry.credential_helper(tmp / "bin", {reg.host: ("alice", "s3cret")})
+        env = dict(os.environ, PATH=path)
+        p = subprocess.run(["docker-credential-test", "get"], input=reg.host.encode(), env=env,
+                           stdout=subprocess.PIPE, timeout=30)
+        assert p.returncode == 0 and json.loads(p.stdout) == {
+            "ServerURL": reg.host, "Username": "alice", "Secret": "s3cret"}
+        p = subprocess.run(["docker-credential-test", "get"], input=b"other:1", env=env,
+                           stdout=subprocess.PIPE, timeout=30)
+        assert p.returncode == 1 and b"credentials not found" in p.stdout
+        auth = registry.write_authfile(tmp / "auth.json", cred_helpers={reg.host: "test"})
+        old = os.environ["PATH"]
+        os.environ["PATH"] = path
+        try:
+            registry.skopeo_inspect_raw(reg.host + "/h:t", authfile=auth)
+        finally:
+            os.environ["PATH"] = old
+        calls = registry.credential_helper_calls(tmp / "bin")
+        assert calls[:2] == [{"action": "get", "server": reg.host},
+                             {"action": "get", "server": "other:1"}]
+        assert {"action": "get", "server": reg.host} in calls[2:], calls
+        assert "s3cret" not in (tmp / "bin" / "docker-credential-test.log").read_text()
+
+
+def test_authfile(tmp):
+    """write_authfile's auths entry lets skopeo in; a wrong one does not."""
+    with Registry(tmp, htpasswd={"alice": "s3cret"}) as reg:
+        Client(reg.url, auth=basic_auth("alice", "s3cret")).push_image("h", "t", [layer(11)])
+        good = registry.write_authfile(tmp / "good.json", auths={reg.host: ("alice", "s3cret")})
+        assert json.loads(good.read_text())["auths"][reg.host]["auth"] == \
+            base64.b64encode(b"alice:s3cret").decode()
+        registry.skopeo_inspect_raw(reg.host + "/h:t", authfile=good)
+        bad = registry.write_authfile(tmp / "bad.json", auths={reg.host: ("alice", "nope")})
+        try:
+            registry.skopeo_inspect_raw(reg.host + "/h:t", authfile=bad)
+        except AssertionError as e:
+            assert "unauthorized" in str(e).lower() or "401" in str(e), e
+        else:
+            raise AssertionError("skopeo got in with a wrong password")
