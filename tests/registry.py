@@ -243,7 +243,9 @@ class Registry:
         """Every request the registry answered, in order: [Request(method,
         path, status)], path without its query.  While the registry runs, a
         marker request is made first and waited for, so requests answered
-        before this call are all there."""
+        before this call are all there.  401s are there (2.8.2 logs them
+        without a status; they are read as 401); a request cut in the middle
+        of its body is not (2.8.2 logs nothing for it)."""
         marker = None
         if self.alive():
             self._sync += 1
@@ -469,9 +471,14 @@ class FaultProxy:
                                reading the request body, then close
       stall()                  read what comes and never answer, until the
                                client gives up or the proxy stops
+      hold(after=N)            forward N bytes, then wait for release() (at
+                               most `timeout` s) before forwarding the rest:
+                               wait("hold") then signal or kill something
+                               in the middle of an upload
+      throttle(rate)           forward the request at `rate` bytes/s
 
     `events` records what it did (Event(kind, method, path, detail)), with
-    kind "forward", "cut", "respond", "stall" ("raw" for a connection that does
+    kind "forward", "cut", "respond", "stall", "hold", "throttle" ("raw" for a connection that does
     not speak HTTP, such as skopeo's TLS probe, passed through untouched);
     `count(kind)` counts them;
     `connections` counts accepted connections.  Every socket read has a
@@ -522,6 +529,29 @@ class FaultProxy:
 
     def stall(self, times=1, method=None, path=None, skip=0):
         return self._add("stall", times, method, path, skip)
+
+    def hold(self, after, times=1, method=None, path=None, skip=0, timeout=60):
+        return self._add("hold", times, method, path, skip, after=after, timeout=timeout,
+                         released=threading.Event())
+
+    def release(self):
+        """Lets every held request go on (they also go on after their timeout)."""
+        with self._lock:
+            for r in self.rules:
+                if r.kind == "hold":
+                    r.kw["released"].set()
+
+    def throttle(self, rate, times=1, method=None, path=None, skip=0):
+        return self._add("throttle", times, method, path, skip, rate=float(rate))
+
+    def wait(self, kind, n=1, timeout=30):
+        """Waits until `n` events of kind have happened; True if they did."""
+        deadline = time.monotonic() + timeout
+        while self.count(kind) < n:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def clear(self):
         with self._lock:
@@ -669,7 +699,7 @@ class FaultProxy:
             hdrs[k.strip().lower()] = v.strip()
         rule = self._pick(method, path)
         kind = rule.kind if rule else "forward"
-        state = {"sent": 0}
+        state = {"sent": 0, "start": time.monotonic()}
 
         def send(data):
             if kind == "cut":
@@ -678,7 +708,25 @@ class FaultProxy:
                     upstream.sendall(data[:room])
                     state["sent"] += room
                     raise _Cut
-            if kind in ("forward", "cut"):
+            elif kind == "hold" and not state.get("held"):
+                room = rule.kw["after"] - state["sent"]
+                if len(data) >= room:
+                    upstream.sendall(data[:room])
+                    state["sent"] += room
+                    data = data[room:]
+                    state["held"] = True
+                    self._event("hold", method, path, state["sent"])
+                    rule.kw["released"].wait(rule.kw["timeout"])
+            elif kind == "throttle":
+                for i in range(0, len(data), 16384):
+                    piece = data[i:i + 16384]
+                    upstream.sendall(piece)
+                    state["sent"] += len(piece)
+                    pause = state["start"] + state["sent"] / rule.kw["rate"] - time.monotonic()
+                    if pause > 0:
+                        time.sleep(min(pause, self.idle))
+                return
+            if kind != "respond":
                 upstream.sendall(data)
             state["sent"] += len(data)
 
@@ -708,7 +756,7 @@ class FaultProxy:
             finish_cut()
         if kind == "respond":
             return self._answer(client, rule, method, path)
-        self._event("forward", method, path, state["sent"])
+        self._event("throttle" if kind == "throttle" else "forward", method, path, state["sent"])
 
     def _body(self, reader, hdrs, send):
         if "chunked" in hdrs.get("transfer-encoding", "").lower():

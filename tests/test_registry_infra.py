@@ -318,6 +318,9 @@ def test_token_auth_every_key_kind(tmp):
                     r.headers["WWW-Authenticate"], (r.status, r.headers)
                 assert ts.issued[-1]["access"] == [{"type": "repository", "name": "team/app",
                                                     "actions": ["pull", "push"]}]
+                assert reg.count("GET", "^/v2/$", 401) == 1
+                assert reg.count("POST", "^/v2/team/other/", 401) == 1
+                assert reg.count("PUT", "^/v2/team/app/manifests/1$", 201) == 1
 
 
 def test_token_registry_refuses_bad_tokens(tmp):
@@ -461,3 +464,48 @@ def test_authfile(tmp):
             assert "unauthorized" in str(e).lower() or "401" in str(e), e
         else:
             raise AssertionError("skopeo got in with a wrong password")
+
+
+def test_proxy_holds_an_upload_while_the_registry_is_killed(tmp):
+    """hold(after=N): the PATCH stops after N bytes until release(); the
+    test kills the registry meanwhile: the upload fails, and after a
+    restart its session is gone (404), as REGISTRY.md says."""
+    import threading
+    with Registry(tmp) as reg, FaultProxy(reg) as proxy:
+        proxy.hold(after=300000, method="PATCH")
+        c = Client(proxy.url)
+        r = c.request("POST", "/v2/r/blobs/uploads/")
+        loc = c._location(r)
+        result = {}
+
+        def upload():
+            try:
+                result["r"] = c.request("PATCH", loc, body=iter([b"x" * 65536] * 32))
+            except CONNECTION_ERRORS as e:
+                result["e"] = e
+        t = threading.Thread(target=upload)
+        t.start()
+        try:
+            assert proxy.wait("hold", timeout=10), proxy.events
+            assert reg.count("PATCH") == 0 and len(reg.upload_dirs()) == 1
+            reg.kill()
+        finally:
+            proxy.release()
+            t.join(30)
+        assert not t.is_alive() and "e" in result, result
+        reg.start()
+        r = c.request("GET", loc)
+        assert r.status == 404 and json.loads(r.body)["errors"][0]["code"] in (
+            "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN"), (r.status, r.body)
+
+
+def test_proxy_throttles(tmp):
+    """throttle(rate): a body at 1 MiB/s takes at least its size / rate;
+    the upload still succeeds."""
+    blob = layer(12, 1024 * 1024)
+    with Registry(tmp) as reg, FaultProxy(reg) as proxy:
+        proxy.throttle(MiB, method="PATCH")
+        t = time.monotonic()
+        d = Client(proxy.url).upload_blob("r", blob, stream=True)
+        assert time.monotonic() - t >= len(blob) / MiB, (time.monotonic() - t, len(blob))
+        assert proxy.count("throttle", "PATCH") == 1 and d in reg.stored_blobs()
