@@ -6,9 +6,10 @@
 -- The objects are left beside the sources, so build in a copy of the tree
 -- you don't mind (tests/test_rock.py builds in a temporary one).
 -- Not in the rock: layersplit.cli, .host and .repl, which need the
--- layersplit binary's own Lua state.  The gzip writer has the zlib engine
--- only, as a rockspec cannot tell whether ISA-L is installed; for it, add
--- "LS_HAVE_ISAL" to defines and "isal" to the gzip module's libraries.
+-- layersplit binary's own Lua state.  The gzip writer has the zlib and
+-- libdeflate engines only, as a rockspec cannot tell whether ISA-L is
+-- installed; for it, add "LS_HAVE_ISAL" to defines and "isal" to the gzip
+-- module's libraries.
 rockspec_format = "3.0"
 package = "layersplit"
 version = "scm-1"
@@ -30,6 +31,7 @@ dependencies = {
 external_dependencies = {
 	LIBARCHIVE = {header = "archive.h", library = "archive"},
 	ZLIB = {header = "zlib.h", library = "z"},
+	LIBDEFLATE = {header = "libdeflate.h", library = "deflate"},
 	OPENSSL = {header = "openssl/evp.h", library = "crypto"},
 }
 
@@ -43,8 +45,10 @@ local function c_module(sources, libraries)
 		sources = sources,
 		libraries = libraries,
 		defines = defines,
-		incdirs = {"$(LIBARCHIVE_INCDIR)", "$(ZLIB_INCDIR)", "$(OPENSSL_INCDIR)"},
-		libdirs = {"$(LIBARCHIVE_LIBDIR)", "$(ZLIB_LIBDIR)", "$(OPENSSL_LIBDIR)"},
+		incdirs = {"$(LIBARCHIVE_INCDIR)", "$(ZLIB_INCDIR)", "$(LIBDEFLATE_INCDIR)",
+			"$(OPENSSL_INCDIR)"},
+		libdirs = {"$(LIBARCHIVE_LIBDIR)", "$(ZLIB_LIBDIR)", "$(LIBDEFLATE_LIBDIR)",
+			"$(OPENSSL_LIBDIR)"},
 	}
 end
 
@@ -59,8 +63,9 @@ build = {
 			{"../src/fs.c", "../src/fswriter.c", "../src/stage.c", "../src/path.c", "../src/sink.c"}, {}),
 		["layersplit.gzip"] = c_module(
 			{"../src/gzip.c", "../src/gzwrite.c", "../src/gzpool.c", "../src/gzinflate.c",
-			 "../src/deflate_zlib.c", "../src/deflate_isal.c", "../src/digest.c", "../src/sink.c"},
-			{"z", "crypto", "pthread"}),
+			 "../src/deflate_zlib.c", "../src/deflate_libdeflate.c", "../src/deflate_isal.c",
+			 "../src/digest.c", "../src/sink.c"},
+			{"z", "deflate", "crypto", "pthread"}),
 		["layersplit.progress"] = c_module(
 			{"../src/progress.c", "../src/archive.c", "../src/reader.c", "../src/sink.c"}, {"archive"}),
 

@@ -1,8 +1,9 @@
 /* deflate.h: the raw-deflate block engines behind the parallel gzip writer.
  *
  * An engine compresses one block of input at a time into byte-aligned raw
- * deflate, with the previous block's tail as history, so independently
- * compressed blocks concatenate into one valid deflate stream.
+ * deflate (with the previous block's tail as history, for the engines that
+ * take one), so independently compressed blocks concatenate into one valid
+ * deflate stream.  The block size is the engine's: the bytes depend on it.
  */
 #ifndef LS_DEFLATE_H
 #define LS_DEFLATE_H
@@ -13,7 +14,7 @@
 #ifdef LS_HAVE_ISAL
 #include <isa-l/crc.h>
 #else
-#include <zlib.h>
+#include <libdeflate.h>
 #endif
 
 /* A growable output buffer; engines realloc data when cap runs out. */
@@ -25,6 +26,10 @@ struct ls_buf {
 struct ls_deflate_engine {
 	const char *name;
 	int min_level, max_level, default_level;
+	/* Input bytes per block, and whether a block takes the previous 32 KiB
+	 * as history (dict); both fix the output bytes. */
+	size_t block_size;
+	int history;
 	/* Per-thread state for level, or NULL when out of memory. */
 	void *(*open)(int level);
 	/* Appends the raw deflate of in[0..len) to out, using dict[0..dict_len)
@@ -37,6 +42,7 @@ struct ls_deflate_engine {
 };
 
 extern const struct ls_deflate_engine ls_deflate_zlib;
+extern const struct ls_deflate_engine ls_deflate_libdeflate;
 #ifdef LS_HAVE_ISAL
 extern const struct ls_deflate_engine ls_deflate_isal;
 #endif
@@ -44,13 +50,14 @@ extern const struct ls_deflate_engine ls_deflate_isal;
 /* Makes room for at least need more bytes in b.  0, or -1 out of memory. */
 int ls_buf_reserve(struct ls_buf *b, size_t need);
 
-/* The gzip CRC-32; ISA-L's folding CRC is several times faster than zlib's. */
+/* The gzip CRC-32; ISA-L's and libdeflate's folding CRCs are several times
+ * faster than zlib's. */
 static inline uint32_t ls_crc32(uint32_t crc, const unsigned char *buf, size_t len)
 {
 #ifdef LS_HAVE_ISAL
 	return crc32_gzip_refl(crc, buf, len);
 #else
-	return (uint32_t)crc32_z(crc, buf, len);
+	return libdeflate_crc32(crc, buf, len);
 #endif
 }
 

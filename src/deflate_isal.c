@@ -42,6 +42,34 @@ static void *isal_open(int level)
 
 static int isal_block(void *state, const unsigned char *dict, size_t dict_len,
 		      const unsigned char *in, size_t len, int last,
+		      struct ls_buf *out, const char **why);
+static void isal_close(void *state);
+
+/* ISA-L picks its CPU-specific functions on first use, racily: a block
+ * compressed here, on the thread that opens the state before any worker
+ * starts, settles them for this level. */
+static void *isal_open_warm(int level)
+{
+	static const unsigned char probe[256];
+	struct isal_engine *e = isal_open(level);
+	struct ls_buf out = { 0 };
+	const char *why;
+	int rc;
+
+	if (e == NULL)
+		return NULL;
+	(void)crc32_gzip_refl(0, probe, sizeof(probe));
+	rc = isal_block(e, probe, sizeof(probe), probe, sizeof(probe), 1, &out, &why);
+	free(out.data);
+	if (rc != 0) {
+		isal_close(e);
+		return NULL;
+	}
+	return e;
+}
+
+static int isal_block(void *state, const unsigned char *dict, size_t dict_len,
+		      const unsigned char *in, size_t len, int last,
 		      struct ls_buf *out, const char **why)
 {
 	struct isal_engine *e = state;
@@ -112,7 +140,9 @@ const struct ls_deflate_engine ls_deflate_isal = {
 	.min_level = ISAL_DEF_MIN_LEVEL,
 	.max_level = ISAL_DEF_MAX_LEVEL,
 	.default_level = 2, /* level 1: ~7% larger than pgzip; 2 is as fast */
-	.open = isal_open,
+	.block_size = 128 * 1024,
+	.history = 1,
+	.open = isal_open_warm,
 	.block = isal_block,
 	.close = isal_close,
 };

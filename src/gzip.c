@@ -5,6 +5,11 @@
 #include <unistd.h>
 
 #include <lauxlib.h>
+#include <libdeflate.h>
+#include <zlib.h>
+#ifdef LS_HAVE_ISAL
+#include <isa-l.h>
+#endif
 
 #include "deflate.h"
 #include "gzinflate.h"
@@ -16,8 +21,10 @@
 #define INFLATER_MT "layersplit.gzip.inflater"
 #define MAX_THREADS 256
 
+/* The first is the default. */
 static const struct ls_deflate_engine *const engines[] = {
 	&ls_deflate_zlib,
+	&ls_deflate_libdeflate,
 #ifdef LS_HAVE_ISAL
 	&ls_deflate_isal,
 #endif
@@ -123,7 +130,7 @@ static int opt_int(lua_State *L, const char *key, int def, int lo, int hi, const
 
 static const struct ls_deflate_engine *opt_engine(lua_State *L)
 {
-	const char *name = "zlib";
+	const char *name = engines[0]->name;
 
 	if (!lua_isnoneornil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TTABLE);
@@ -353,6 +360,49 @@ static int l_engines(lua_State *L)
 	return 1;
 }
 
+/* gzip.engine(name): {min_level, max_level, default_level, block_size} of
+ * an engine built in, or nil. */
+static int l_engine(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+
+	for (int k = 0; k < NENGINES; k++) {
+		const struct ls_deflate_engine *e = engines[k];
+
+		if (strcmp(e->name, name) != 0)
+			continue;
+		lua_createtable(L, 0, 4);
+		lua_pushinteger(L, e->min_level);
+		lua_setfield(L, -2, "min_level");
+		lua_pushinteger(L, e->max_level);
+		lua_setfield(L, -2, "max_level");
+		lua_pushinteger(L, e->default_level);
+		lua_setfield(L, -2, "default_level");
+		lua_pushinteger(L, (lua_Integer)e->block_size);
+		lua_setfield(L, -2, "block_size");
+		return 1;
+	}
+	lua_pushnil(L);
+	return 1;
+}
+
+/* gzip.versions(): {zlib = ..., libdeflate = ..., isal = ...}, the versions of
+ * the compression libraries: the bytes an engine writes depend on them. */
+static int l_versions(lua_State *L)
+{
+	lua_createtable(L, 0, 3);
+	lua_pushstring(L, zlibVersion());
+	lua_setfield(L, -2, "zlib");
+	lua_pushstring(L, LIBDEFLATE_VERSION_STRING);
+	lua_setfield(L, -2, "libdeflate");
+#ifdef LS_HAVE_ISAL
+	lua_pushfstring(L, "%d.%d.%d", ISAL_MAJOR_VERSION, ISAL_MINOR_VERSION,
+			ISAL_PATCH_VERSION);
+	lua_setfield(L, -2, "isal");
+#endif
+	return 1;
+}
+
 static const luaL_Reg writer_methods[] = {
 	{"write", w_write},
 	{"close", w_close},
@@ -385,6 +435,8 @@ static const luaL_Reg gzip_funcs[] = {
 	{"writer", l_writer},
 	{"inflater", l_inflater},
 	{"engines", l_engines},
+	{"engine", l_engine},
+	{"versions", l_versions},
 	{NULL, NULL},
 };
 

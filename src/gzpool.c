@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -79,13 +80,59 @@ static void put_le32(unsigned char *p, uint32_t v)
 	p[3] = (unsigned char)(v >> 24);
 }
 
+int ls_gzpool_header(struct ls_gzwrite *gz)
+{
+	/* No name, mtime 0, OS 3 (Unix): the same input gives the same bytes. */
+	unsigned char head[10] = { 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, gz->xfl, 3 };
+
+	return emit(gz, head, sizeof(head));
+}
+
+int ls_gzpool_emit(struct ls_gzwrite *gz, struct slot *s)
+{
+	int err;
+
+	/* The input digest is taken here, in order, off the reading thread. */
+	if (s->len > 0 && !EVP_DigestUpdate(gz->in_md, s->in + gz->dict, s->len))
+		return ENOMEM;
+	err = emit(gz, s->out.data, s->out.len);
+	if (err != 0)
+		return err;
+	gz->crc = (uint32_t)crc32_combine(gz->crc, s->crc, (z_off_t)s->len);
+	gz->isize += (uint32_t)s->len;
+	if (s->last) {
+		unsigned char trailer[8];
+
+		put_le32(trailer, gz->crc);
+		put_le32(trailer + 4, gz->isize);
+		err = emit(gz, trailer, sizeof(trailer));
+	}
+	return err;
+}
+
+int ls_gzpool_compress(struct ls_gzwrite *gz, void *e, struct slot *s, const char **why)
+{
+	s->out.len = 0;
+	s->crc = ls_crc32(0, s->in + gz->dict, s->len);
+	if (s->len > 0)
+		return gz->eng->block(e, s->in + gz->dict - s->dict_len, s->dict_len,
+				      s->in + gz->dict, s->len, s->last, &s->out, why);
+	/* Only a last block is empty: the 2-byte static final block, not a
+	 * Huffman header some engines would spend on nothing. */
+	if (ls_buf_reserve(&s->out, 2) != 0) {
+		*why = "out of memory";
+		return -1;
+	}
+	s->out.data[0] = 0x03;
+	s->out.data[1] = 0x00;
+	s->out.len = 2;
+	return 0;
+}
+
 static void *writer_main(void *arg)
 {
 	struct ls_gzwrite *gz = arg;
-	/* No name, mtime 0, OS 3 (Unix): the same input gives the same bytes. */
-	unsigned char head[10] = { 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, gz->xfl, 3 };
-	uint32_t crc = 0, isize = 0;
-	int err = emit(gz, head, sizeof(head));
+	int err = ls_gzpool_header(gz);
 
 	pthread_mutex_lock(&gz->mu);
 	if (err != 0)
@@ -101,18 +148,8 @@ static void *writer_main(void *arg)
 		skip = atomic_load(&gz->failed);
 		last = s->last;
 		pthread_mutex_unlock(&gz->mu);
-		if (!skip) {
-			err = emit(gz, s->out.data, s->out.len);
-			crc = (uint32_t)crc32_combine(crc, s->crc, (z_off_t)s->len);
-			isize += (uint32_t)s->len;
-			if (err == 0 && last) {
-				unsigned char trailer[8];
-
-				put_le32(trailer, crc);
-				put_le32(trailer + 4, isize);
-				err = emit(gz, trailer, sizeof(trailer));
-			}
-		}
+		if (!skip)
+			err = ls_gzpool_emit(gz, s);
 		pthread_mutex_lock(&gz->mu);
 		if (err != 0)
 			ls_gzpool_fail_locked(gz, LS_EIO, "%s: %s", gz->path, strerror(err));
@@ -149,19 +186,7 @@ static void *worker_main(void *arg)
 		/* A failed writer drops blocks: don't spend CPU on them. */
 		if (!atomic_load(&gz->failed)) {
 			pthread_mutex_unlock(&gz->mu);
-			s->out.len = 0;
-			s->crc = ls_crc32(0, s->in + DICT, s->len);
-			if (s->len == 0) {
-				/* Only a last block is empty: the 2-byte static final block,
-				 * not a Huffman header some engines would spend on nothing. */
-				s->out.data[0] = 0x03;
-				s->out.data[1] = 0x00;
-				s->out.len = 2;
-			} else {
-				rc = gz->eng->block(w->engine, s->in + DICT - s->dict_len,
-						    s->dict_len, s->in + DICT, s->len, s->last,
-						    &s->out, &why);
-			}
+			rc = ls_gzpool_compress(gz, w->engine, s, &why);
 			pthread_mutex_lock(&gz->mu);
 		}
 		if (rc != 0)
@@ -197,6 +222,15 @@ int ls_gzpool_start(struct ls_gzwrite *gz)
 	sigset_t all, old;
 	int err, started = 0;
 
+	gz->workers = calloc((size_t)gz->nworkers, sizeof(*gz->workers));
+	if (gz->workers == NULL)
+		return ENOMEM;
+	for (int i = 0; i < gz->nworkers; i++) {
+		gz->workers[i].gz = gz;
+		gz->workers[i].engine = gz->eng->open(gz->level);
+		if (gz->workers[i].engine == NULL)
+			return ENOMEM;
+	}
 	sigfillset(&all);
 	err = pthread_sigmask(SIG_BLOCK, &all, &old);
 	if (err != 0)

@@ -15,14 +15,13 @@
 #include "deflate.h"
 #include "gzwrite.h"
 
-#define BLOCK (128 * 1024)
 #define DICT (32 * 1024)
-#define OUT_CAP (BLOCK + BLOCK / 8 + 8192) /* covers a block's worst case */
 
 enum slot_state { SLOT_FREE, SLOT_FILLING, SLOT_READY, SLOT_DONE };
 
 struct slot {
-	unsigned char *in; /* DICT bytes of history, then up to BLOCK of data */
+	unsigned char *in; /* gz->dict bytes of history, then up to gz->block of
+			    * data; allocated when first used */
 	size_t dict_len, len;
 	int last;
 	enum slot_state state;
@@ -53,9 +52,12 @@ struct ls_gzwrite {
 	char errmsg[512];
 
 	const struct ls_deflate_engine *eng;
+	int level;
+	size_t block, dict; /* the engine's block size; DICT or 0 (no history) */
 	struct worker *workers;
 	int nworkers;
 	pthread_t writer;
+	int started;	/* the threads were started (at the second block) */
 	int writer_started, joined;
 	int fd;
 	unsigned char xfl;
@@ -63,12 +65,13 @@ struct ls_gzwrite {
 
 	/* caller thread only */
 	struct slot *cur;
-	EVP_MD_CTX *in_md;
 	uint64_t in_size;
 
-	/* writer thread only, read by the caller after joining it */
-	EVP_MD_CTX *out_md;
+	/* the writer thread's, or the caller's when no thread was started (a
+	 * layer of one block); read by the caller after joining the writer */
+	EVP_MD_CTX *in_md, *out_md;
 	uint64_t out_size;
+	uint32_t crc, isize;
 };
 
 /* Records the first failure and wakes the caller; later ones are
@@ -76,6 +79,14 @@ struct ls_gzwrite {
 void ls_gzpool_vfail_locked(struct ls_gzwrite *gz, const char *class, const char *fmt,
 			    va_list ap);
 void ls_gzpool_fail_locked(struct ls_gzwrite *gz, const char *class, const char *fmt, ...);
+/* Raw-deflates slot s with engine state e (CRC-32 included).  0, or -1
+ * with *why set. */
+int ls_gzpool_compress(struct ls_gzwrite *gz, void *e, struct slot *s, const char **why);
+/* Writes the gzip header: no name, mtime 0.  0 or an errno. */
+int ls_gzpool_header(struct ls_gzwrite *gz);
+/* Writes compressed slot s to the file, hashing its input and output, and
+ * the trailer after the last one.  0 or an errno. */
+int ls_gzpool_emit(struct ls_gzwrite *gz, struct slot *s);
 /* Starts the writer and the workers with every signal blocked, so signals
  * reach the main thread only.  0, or an errno when no worker could start. */
 int ls_gzpool_start(struct ls_gzwrite *gz);

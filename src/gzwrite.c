@@ -75,25 +75,40 @@ static int acquire(struct ls_gzwrite *gz)
 	}
 	s->state = SLOT_FILLING;
 	pthread_mutex_unlock(&gz->mu);
+	if (s->in == NULL && (s->in = malloc(gz->dict + gz->block)) == NULL) {
+		fail(gz, LS_EIO, "%s: %s", gz->path, strerror(ENOMEM));
+		return -1;
+	}
 	s->len = 0;
 	s->last = 0;
 	s->dict_len = 0;
-	if (seq > 0) {
+	if (seq > 0 && gz->dict > 0) {
 		/* The previous slot can't be refilled before this one is handed out. */
 		struct slot *prev = &gz->slots[(seq - 1) % (uint64_t)gz->nslots];
 
-		memcpy(s->in, prev->in + DICT + BLOCK - DICT, DICT);
-		s->dict_len = DICT;
+		memcpy(s->in, prev->in + gz->block, gz->dict);
+		s->dict_len = gz->dict;
 	}
 	gz->cur = s;
 	return 0;
 }
 
-/* Caller: hands the slot being filled to the workers. */
-static void submit(struct ls_gzwrite *gz, int last)
+/* Caller: hands the slot being filled to the workers, starting them with
+ * the first block: a layer of one block never starts a thread. */
+static int submit(struct ls_gzwrite *gz, int last)
 {
 	struct slot *s = gz->cur;
 
+	if (!gz->started) {
+		int err;
+
+		gz->started = 1;
+		err = ls_gzpool_start(gz);
+		if (err != 0) {
+			fail(gz, LS_EIO, "%s: cannot start threads: %s", gz->path, strerror(err));
+			return -1;
+		}
+	}
 	pthread_mutex_lock(&gz->mu);
 	s->last = last;
 	s->state = SLOT_READY;
@@ -101,6 +116,7 @@ static void submit(struct ls_gzwrite *gz, int last)
 	pthread_cond_signal(&gz->work_cv);
 	pthread_mutex_unlock(&gz->mu);
 	gz->cur = NULL;
+	return 0;
 }
 
 int ls_gzwrite_write(struct ls_gzwrite *gz, const void *buf, size_t len)
@@ -113,22 +129,19 @@ int ls_gzwrite_write(struct ls_gzwrite *gz, const void *buf, size_t len)
 		struct slot *s;
 		size_t n;
 
+		/* A full block is handed out only when more input comes, so a
+		 * layer of exactly one block is still compressed without threads. */
+		if (gz->cur != NULL && gz->cur->len == gz->block && submit(gz, 0) != 0)
+			return -1;
 		if (gz->cur == NULL && acquire(gz) != 0)
 			return -1;
 		s = gz->cur;
-		n = BLOCK - s->len < len ? BLOCK - s->len : len;
-		memcpy(s->in + DICT + s->len, p, n);
-		/* Hash the piece just copied while it is still in cache. */
-		if (!EVP_DigestUpdate(gz->in_md, p, n)) {
-			fail(gz, LS_EIO, "%s: sha256: EVP_DigestUpdate failed", gz->path);
-			return -1;
-		}
+		n = gz->block - s->len < len ? gz->block - s->len : len;
+		memcpy(s->in + gz->dict + s->len, p, n);
 		s->len += n;
 		gz->in_size += n;
 		p += n;
 		len -= n;
-		if (s->len == BLOCK)
-			submit(gz, 0);
 	}
 	return 0;
 }
@@ -166,11 +179,77 @@ static int digest_hex(EVP_MD_CTX *md, char hex[LS_SHA256_HEXLEN + 1])
 	return 0;
 }
 
+/* One engine state kept from one writer to the next, for the layers of a
+ * single block the caller compresses itself: a run of many small layers
+ * doesn't set up an engine for each. */
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static const struct ls_deflate_engine *cache_eng;
+static int cache_level;
+static void *cache_state;
+
+static void *engine_take(const struct ls_deflate_engine *eng, int level)
+{
+	void *e = NULL;
+
+	pthread_mutex_lock(&cache_mu);
+	if (cache_state != NULL && cache_eng == eng && cache_level == level) {
+		e = cache_state;
+		cache_state = NULL;
+	}
+	pthread_mutex_unlock(&cache_mu);
+	return e != NULL ? e : eng->open(level);
+}
+
+static void engine_put(const struct ls_deflate_engine *eng, int level, void *e)
+{
+	const struct ls_deflate_engine *old_eng;
+	void *old;
+
+	pthread_mutex_lock(&cache_mu);
+	old_eng = cache_eng;
+	old = cache_state;
+	cache_eng = eng;
+	cache_level = level;
+	cache_state = e;
+	pthread_mutex_unlock(&cache_mu);
+	if (old != NULL)
+		old_eng->close(old);
+}
+
+/* A layer of one block, or none, before any thread started: the caller
+ * compresses and writes it itself, the same bytes the threads would. */
+static void finish_inline(struct ls_gzwrite *gz)
+{
+	struct slot none = { 0 }, *s = gz->cur != NULL ? gz->cur : &none;
+	const char *why = "out of memory";
+	void *e = NULL;
+	int err;
+
+	s->last = 1;
+	if (s->len > 0 && (e = engine_take(gz->eng, gz->level)) == NULL) {
+		fail(gz, LS_EIO, "%s: %s compression failed: %s", gz->path, gz->eng->name, why);
+		return;
+	}
+	if (ls_gzpool_compress(gz, e, s, &why) != 0) {
+		fail(gz, LS_EIO, "%s: %s compression failed: %s", gz->path, gz->eng->name, why);
+		err = -1;
+	} else if ((err = ls_gzpool_header(gz)) == 0 && (err = ls_gzpool_emit(gz, s)) == 0) {
+		gz->finished = 1;
+	} else {
+		fail(gz, LS_EIO, "%s: %s", gz->path, strerror(err));
+	}
+	if (e != NULL)
+		engine_put(gz->eng, gz->level, e);
+	free(none.out.data);
+}
+
 int ls_gzwrite_finish(struct ls_gzwrite *gz, struct ls_gzwrite_result *r)
 {
 	int ok;
 
-	if (!atomic_load(&gz->failed) && (gz->cur != NULL || acquire(gz) == 0))
+	if (!atomic_load(&gz->failed) && !gz->started)
+		finish_inline(gz);
+	else if (!atomic_load(&gz->failed) && (gz->cur != NULL || acquire(gz) == 0))
 		submit(gz, 1);
 	pthread_mutex_lock(&gz->mu);
 	for (;;) {
@@ -229,52 +308,25 @@ void ls_gzwrite_free(struct ls_gzwrite *gz)
 	free(gz);
 }
 
-/* Allocates everything but the threads.  0, or -1 out of memory. */
+/* Allocates the ring's slot table and the digests; the slots' buffers come
+ * when first used, the workers when the second block does.  0, or -1 out
+ * of memory. */
 static int setup(struct ls_gzwrite *gz, int level, int threads)
 {
+	gz->level = level;
+	gz->block = gz->eng->block_size;
+	gz->dict = gz->eng->history ? DICT : 0;
 	gz->nworkers = threads;
 	gz->nslots = 2 * threads + 2;
 	gz->slots = calloc((size_t)gz->nslots, sizeof(*gz->slots));
-	gz->workers = calloc((size_t)threads, sizeof(*gz->workers));
 	gz->in_md = EVP_MD_CTX_new();
 	gz->out_md = EVP_MD_CTX_new();
-	if (gz->slots == NULL || gz->workers == NULL || gz->in_md == NULL || gz->out_md == NULL)
+	if (gz->slots == NULL || gz->in_md == NULL || gz->out_md == NULL)
 		return -1;
 	if (!EVP_DigestInit_ex(gz->in_md, EVP_sha256(), NULL) ||
 	    !EVP_DigestInit_ex(gz->out_md, EVP_sha256(), NULL))
 		return -1;
-	for (int i = 0; i < gz->nslots; i++) {
-		struct slot *s = &gz->slots[i];
-
-		s->in = malloc(DICT + BLOCK);
-		s->out.data = malloc(OUT_CAP);
-		if (s->in == NULL || s->out.data == NULL)
-			return -1;
-		s->out.cap = OUT_CAP;
-	}
-	for (int i = 0; i < threads; i++) {
-		gz->workers[i].gz = gz;
-		gz->workers[i].engine = gz->eng->open(level);
-		if (gz->workers[i].engine == NULL)
-			return -1;
-	}
 	return 0;
-}
-
-/* ISA-L picks its CPU-specific functions on first use, racily: a block
- * compressed here, before the threads exist, settles them.  0 or -1. */
-static int warm_up(struct ls_gzwrite *gz)
-{
-	static const unsigned char probe[256];
-	struct ls_buf *out = &gz->slots[0].out;
-	const char *why;
-	int rc;
-
-	(void)ls_crc32(0, probe, sizeof(probe));
-	rc = gz->eng->block(gz->workers[0].engine, probe, sizeof(probe), probe, sizeof(probe), 1,
-			    out, &why);
-	out->len = 0;
-	return rc;
 }
 
 struct ls_gzwrite *ls_gzwrite_open(const char *path, const struct ls_deflate_engine *eng,
@@ -291,8 +343,12 @@ struct ls_gzwrite *ls_gzwrite_open(const char *path, const struct ls_deflate_eng
 	}
 	gz->eng = eng;
 	gz->fd = -1;
-	/* gzip(1)'s convention for zlib: 2 = slowest, 4 = fastest. */
-	gz->xfl = eng == &ls_deflate_zlib ? (level == 9 ? 2 : level == 1 ? 4 : 0) : 0;
+	/* gzip(1)'s convention for zlib, libdeflate's own for libdeflate:
+	 * 2 = slowest, 4 = fastest. */
+	if (eng == &ls_deflate_zlib)
+		gz->xfl = level == 9 ? 2 : level == 1 ? 4 : 0;
+	else if (eng == &ls_deflate_libdeflate)
+		gz->xfl = level >= 8 ? 2 : level < 2 ? 4 : 0;
 	/* Waits time out on the monotonic clock: a clock step can't stall them. */
 	rc = pthread_condattr_init(&ca);
 	if (rc == 0) {
@@ -310,7 +366,7 @@ struct ls_gzwrite *ls_gzwrite_open(const char *path, const struct ls_deflate_eng
 		free(gz);
 		return NULL;
 	}
-	if (setup(gz, level, threads) != 0 || warm_up(gz) != 0) {
+	if (setup(gz, level, threads) != 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(ENOMEM));
 		ls_gzwrite_free(gz);
 		return NULL;
@@ -319,14 +375,6 @@ struct ls_gzwrite *ls_gzwrite_open(const char *path, const struct ls_deflate_eng
 	if (gz->fd < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		ls_gzwrite_free(gz);
-		return NULL;
-	}
-	rc = ls_gzpool_start(gz);
-	if (rc != 0) {
-		snprintf(err, errlen, "%s: cannot start threads: %s", path, strerror(rc));
-		ls_gzwrite_free(gz);
-		/* The file is ours (O_EXCL) and empty: don't leave it behind. */
-		(void)unlink(path);
 		return NULL;
 	}
 	return gz;

@@ -2,6 +2,7 @@
 threads, engine, quiet, the default policy by name."""
 import re
 import subprocess
+import zlib
 
 import expect
 import fixtures
@@ -22,7 +23,18 @@ def test_help_prints_usage_and_exits_0(tmp):
 def test_version_prints_a_version_and_exits_0(tmp):
     p = layersplit("--version")
     assert p.returncode == 0, p.err
-    assert re.search(r"\d+\.\d+", p.stdout.decode()), p.stdout
+    lines = p.stdout.decode().splitlines()
+    assert re.fullmatch(r"layersplit \d+\.\d+\.\d+", lines[0]), p.stdout
+    # the libraries the layer bytes depend on, as built against
+    zlib_version = zlib.ZLIB_RUNTIME_VERSION
+    libdeflate = subprocess.run(["pkg-config", "--modversion", "libdeflate"],
+                                stdout=subprocess.PIPE, check=True).stdout.decode().strip()
+    want = "compression: zlib %s, libdeflate %s" % (zlib_version, libdeflate)
+    if isal_built_in():
+        isal = subprocess.run(["pkg-config", "--modversion", "libisal"],
+                              stdout=subprocess.PIPE, check=True).stdout.decode().strip()
+        want += ", isal %s" % isal
+    assert lines[1:] == [want], lines
 
 
 def test_levels_1_and_9_both_follow_the_contract(tmp):
@@ -37,7 +49,7 @@ def isal_built_in():
 
 
 def test_output_does_not_depend_on_thread_count(tmp):
-    engines = ["zlib"] + (["isal"] if isal_built_in() else [])
+    engines = ["zlib", "libdeflate"] + (["isal"] if isal_built_in() else [])
     for engine in engines:
         runs = {}
         for j in ("1", "2", "4", "7"):

@@ -87,6 +87,21 @@ def test_json_summary_from_a_pipe_counts_the_same_bytes(tmp):
     check_summary(fixtures.path(name), tmp / "out", summary)
 
 
+def test_json_names_the_engine_level_and_library_versions(tmp):
+    """The bytes depend on engine, level, block size and library version:
+    the summary says which, the same library versions as --version."""
+    version = layersplit("--version").stdout.decode().splitlines()[1]
+    libraries = dict(part.split(" ") for part in version[len("compression: "):].split(", "))
+    name = "legacy_symlink.tar"
+    for options, engine, level in (((), None, 6), (("--engine", "zlib", "--level", "1"), "zlib", 1),
+                                   (("--engine", "libdeflate", "--level", "12"), "libdeflate", 12)):
+        c = run_json(fixtures.path(name), tmp / ("out%d" % level), *options)["compression"]
+        assert c["level"] == level and c["libraries"] == libraries, c
+        assert engine is None or c["engine"] == engine, c
+        assert c["block_size"] == {"zlib": 128 * 1024, "isal": 128 * 1024,
+                                   "libdeflate": 1024 * 1024}[c["engine"]], c
+
+
 def test_json_reports_kept_and_recompressed_layers(tmp):
     """containerd store: a gzip blob kept as it is, a zstd blob recompressed;
     a multi-member gzip blob recompressed too."""

@@ -25,8 +25,9 @@ options:
   --set KEY=VALUE     a setting for the policy (repeatable); a key the
                       policy does not declare is a usage error, and
                       --policy NAME --help lists the ones it takes
-  --level N           compression level: zlib 1-9 (default 6), isal 0-3 (default 2)
-  --engine NAME       compression engine: zlib (default) or isal
+  --level N           compression level: zlib 1-9 (default 6), libdeflate
+                      1-12 (default 6), isal 0-3 (default 2)
+  --engine NAME       compression engine: zlib (default), libdeflate or isal
   -j, --jobs N        compression threads (default: online CPUs)
   --v2metadata DIR    docker's v2metadata-by-diffid directory: keep the
                       registry digests it records
@@ -42,7 +43,7 @@ options:
   -v, --verbose       more detail, and a traceback with errors
   -q, --quiet         no summary
   -h, --help          this help
-  --version           the version
+  --version           the version, and the compression libraries' versions
 
 "run" runs a Lua script with the layersplit modules loaded (`arg` as in lua;
 the script's return value, if an integer, is the exit status).  "repl" is a
@@ -183,21 +184,16 @@ function cli.validate(opts)
 	end
 	opts.input, opts.outdir = opts.positional[1], opts.positional[2]
 	opts.policy = opts.policy or "launchpad"
-	opts.engine = opts.engine or "zlib"
-	local engines = {}
-	for _, name in ipairs(gzip.engines()) do
-		engines[name] = true
-	end
-	if opts.engine == "isal" and not engines.isal then
+	opts.engine = opts.engine or gzip.engines()[1]
+	local engine = gzip.engine(opts.engine)
+	if not engine and opts.engine == "isal" then
 		usage_error("--engine isal", "this build has no ISA-L engine (install libisal-dev and rebuild)")
-	elseif not engines[opts.engine] then
-		usage_error("--engine " .. opts.engine, "unknown engine (zlib or isal)")
+	elseif not engine then
+		usage_error("--engine " .. opts.engine,
+			"unknown engine (" .. table.concat(gzip.engines(), ", ") .. ")")
 	end
-	if opts.engine == "isal" then
-		opts.level = opts.level and parse_integer("level", opts.level, 0, 3) or 2
-	else
-		opts.level = opts.level and parse_integer("level", opts.level, 1, 9) or 6
-	end
+	opts.level = opts.level and parse_integer("level", opts.level, engine.min_level, engine.max_level)
+		or engine.default_level
 	if opts.jobs then
 		opts.jobs = parse_integer("jobs", opts.jobs, 1, 1024)
 	end
@@ -249,6 +245,18 @@ local function summary(ctx)
 	io.stderr:write("layersplit: ", ctx.outdir, ": ", table.concat(parts, ", "), "\n")
 end
 
+-- "compression: zlib 1.2.13, libdeflate 1.14, ...": the libraries whose
+-- versions the layer bytes depend on.
+function cli.libraries()
+	local versions, parts = gzip.versions(), {}
+	for _, name in ipairs {"zlib", "libdeflate", "isal"} do
+		if versions[name] then
+			parts[#parts + 1] = name .. " " .. versions[name]
+		end
+	end
+	return "compression: " .. table.concat(parts, ", ")
+end
+
 -- The --json summary for build scripts: the run's numbers and the images
 -- and layers the policy reported in ctx.summary.
 local function json_summary(ctx)
@@ -265,6 +273,12 @@ local function json_summary(ctx)
 		seconds = math.floor(seconds * 1000 + 0.5) / 1000,
 		bytes_per_second = seconds > 0 and s.bytes_in and math.floor(s.bytes_in / seconds) or 0,
 		images = json.array(type(s.images) == "table" and s.images or {}),
+		compression = {
+			engine = ctx.options.engine,
+			level = ctx.options.level,
+			block_size = gzip.engine(ctx.options.engine).block_size,
+			libraries = gzip.versions(),
+		},
 	}) .. "\n"
 end
 
@@ -285,7 +299,7 @@ function cli.main(args)
 		io.stdout:write(cli.usage)
 		return 0
 	elseif opts.version then
-		io.stdout:write("layersplit ", host.version, "\n")
+		io.stdout:write("layersplit ", host.version, "\n", cli.libraries(), "\n")
 		return 0
 	end
 	cli.validate(opts)
