@@ -28,12 +28,13 @@ function policy.entry(ctx, entry)
 end
 
 function policy.finish(ctx)
-	local images, written = json.array(), {}
+	local images, written, configs = json.array(), {}, 0
 	for _, img in ipairs(ctx.store:images()) do
 		local name = digest.sha256_hex(img.config) .. ".json"
 		if not written[name] then -- two images may share a config
 			errors.check(fs.write_file(ctx:path(name), img.config))
 			written[name] = true
+			configs = configs + 1
 		end
 		local config = errors.check(json.decode(img.config))
 		local rootfs = type(config) == "table" and config.rootfs or {}
@@ -44,7 +45,10 @@ function policy.finish(ctx)
 		}
 	end
 	errors.check(fs.write_file(ctx:path("images.json"), json.encode(images) .. "\n"))
-	ctx.summary.images = #images
+	-- What the run reports (stderr, --json): `images` is a list, one table
+	-- per image; a field of the policy's own is passed through to --json.
+	ctx.summary.images = images
+	ctx.summary.configs_written = configs
 end
 
 return policy

@@ -60,7 +60,7 @@ build = {
 		["layersplit.digest"] = c_module(
 			{"../src/digest.c", "../src/sink.c"}, {"crypto"}),
 		["layersplit.fs"] = c_module(
-			{"../src/fs.c", "../src/fswriter.c", "../src/stage.c", "../src/path.c", "../src/sink.c"}, {}),
+			{"../src/fs.c", "../src/fstree.c", "../src/fswriter.c", "../src/stage.c", "../src/path.c", "../src/sink.c"}, {}),
 		["layersplit.gzip"] = c_module(
 			{"../src/gzip.c", "../src/gzwrite.c", "../src/gzpool.c", "../src/gzinflate.c",
 			 "../src/deflate_zlib.c", "../src/deflate_libdeflate.c", "../src/deflate_isal.c",

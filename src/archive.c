@@ -218,16 +218,17 @@ static int l_next(lua_State *L)
 		return push_err(L, r);
 	}
 	name = archive_entry_pathname(e);
+	/* Refusing one entry leaves the stream usable: class "entry". */
 	if (name == NULL)
-		return ls_fail(L, LS_EARCHIVE, "entry with an unreadable name");
+		return ls_fail(L, LS_EENTRY, "entry with an unreadable name");
 	path = safe_path(name, &len, &why);
 	if (path == NULL)
-		return ls_fail(L, LS_EARCHIVE, "%s: %s", name, why);
+		return ls_fail(L, LS_EENTRY, "%s: %s", name, why);
 	if (archive_entry_hardlink(e) != NULL) {
 		type = "hardlink";
 		target = safe_path(archive_entry_hardlink(e), &tlen, &why);
 		if (target == NULL)
-			return ls_fail(L, LS_EARCHIVE, "%s: hard link to %s: %s",
+			return ls_fail(L, LS_EENTRY, "%s: hard link to %s: %s",
 				       name, archive_entry_hardlink(e), why);
 	} else if (archive_entry_filetype(e) == AE_IFLNK) {
 		type = "symlink";

@@ -13,6 +13,7 @@
 #include <lauxlib.h>
 
 #include "fs.h"
+#include "fstree.h"
 #include "fswriter.h"
 #include "path.h"
 #include "sink.h"
@@ -249,9 +250,8 @@ static int copy_rw(int in, int out, uint64_t *copied, int *src_failed)
 	}
 }
 
-/* Reflink, else copy_file_range, else read/write: 0 or errno. */
-static int copy_data(int in, int out, const struct stat *st, uint64_t *copied,
-		     int *src_failed)
+int ls_fs_copy_data(int in, int out, const struct stat *st, uint64_t *copied,
+		    int *src_failed)
 {
 	if (ioctl(out, FICLONE, in) == 0) {
 		*copied = (uint64_t)st->st_size;
@@ -303,7 +303,7 @@ static int l_copy(lua_State *L)
 		(void)close(in); /* reporting the create failure */
 		return ls_fs_fail_errno(L, dst, err);
 	}
-	err = copy_data(in, out, &st, &copied, &src_failed);
+	err = ls_fs_copy_data(in, out, &st, &copied, &src_failed);
 	if (close(out) != 0 && err == 0)
 		err = errno;
 	if (close(in) != 0 && err == 0) {
@@ -389,12 +389,16 @@ static const luaL_Reg fs_funcs[] = {
 	{"mkdir", l_mkdir},
 	{"kind", l_kind},
 	{"writer", ls_fs_writer},
+	{"list", ls_fs_list},
+	{"tree", ls_fs_tree},
+	{"remove_tree", ls_fs_remove_tree},
 	{NULL, NULL},
 };
 
 int luaopen_layersplit_fs(lua_State *L)
 {
 	ls_fs_writer_meta(L);
+	ls_fs_tree_meta(L);
 	if (luaL_newmetatable(L, FD_MT)) {
 		lua_pushcfunction(L, fd_gc);
 		lua_setfield(L, -2, "__gc");

@@ -19,6 +19,7 @@ struct writer {
 	int fd;              /* -1 once closed */
 	int err;             /* first failure, sticky; EINTR: a signal */
 	uint64_t bytes;
+	uint64_t max;        /* bytes it takes at most; 0: no limit */
 	char *msg;           /* room for "<path>: <why>", after path */
 	size_t msgsize;
 	char path[];
@@ -41,6 +42,12 @@ static int writer_write(struct ls_sink *sink, const void *buf, size_t len)
 		writer_seterror(w, EBADF, "write to a closed writer");
 		return -1;
 	}
+	if (w->max != 0 && len > w->max - w->bytes) {
+		w->err = EFBIG;
+		snprintf(w->msg, w->msgsize, "%s: more than %llu bytes", w->path,
+			 (unsigned long long)w->max);
+		return -1;
+	}
 	if (ls_fs_write_all(w->fd, buf, len) != 0) {
 		writer_seterror(w, errno, NULL);
 		return -1;
@@ -58,7 +65,8 @@ static const char *writer_class(struct ls_sink *sink)
 {
 	struct writer *w = (struct writer *)sink;
 
-	return w->err == EINTR && ls_interrupted ? LS_ESIGNAL : LS_EIO;
+	return w->err == EINTR && ls_interrupted ? LS_ESIGNAL
+	       : w->err == EFBIG ? LS_EARCHIVE : LS_EIO;
 }
 
 static const struct ls_sink_ops writer_ops = {
@@ -79,24 +87,45 @@ static int writer_close(struct writer *w)
 	return w->err != 0 ? -1 : 0;
 }
 
-int ls_fs_writer(lua_State *L)
+/* Pushes a closed writer named name (for messages). */
+static struct writer *push_writer(lua_State *L, const char *name)
 {
-	const char *path = ls_fs_checkpath(L, 1);
-	size_t len = strlen(path), msgsize = len + 256;
+	size_t len = strlen(name), msgsize = len + 256;
 	struct writer *w = lua_newuserdatauv(L, sizeof(*w) + len + 1 + msgsize, 0);
 
 	/* Created closed and owned by Lua first, as liolib does. */
 	memset(w, 0, sizeof(*w));
 	w->sink.ops = &writer_ops;
 	w->fd = -1;
-	memcpy(w->path, path, len + 1);
+	memcpy(w->path, name, len + 1);
 	w->msg = w->path + len + 1;
 	w->msgsize = msgsize;
 	w->msg[0] = '\0';
 	luaL_setmetatable(L, WRITER_MT);
+	return w;
+}
+
+int ls_fs_writer(lua_State *L)
+{
+	const char *path = ls_fs_checkpath(L, 1);
+	struct writer *w = push_writer(L, path);
+
 	if ((w->fd = ls_fs_create(path)) < 0)
 		return ls_fs_fail_errno(L, path, errno);
 	return 1;
+}
+
+struct writer *ls_fs_writer_push(lua_State *L, const char *name, uint64_t max)
+{
+	struct writer *w = push_writer(L, name);
+
+	w->max = max;
+	return w;
+}
+
+void ls_fs_writer_set_fd(struct writer *w, int fd)
+{
+	w->fd = fd;
 }
 
 static int m_write(lua_State *L)

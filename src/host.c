@@ -167,7 +167,7 @@ static const struct {
 	const char *class;
 	int status;
 } exit_codes[] = {
-	{"archive", 1}, {"usage", 2}, {"io", 3}, {"policy", 4}, {NULL, 4}
+	{"archive", 1}, {"entry", 1}, {"usage", 2}, {"io", 3}, {"policy", 4}, {NULL, 4}
 };
 
 /* A refused allocation that Lua's emergency collection made good sets

@@ -36,6 +36,8 @@ const char *ls_reader_known_class(const char *class)
 	if (class != NULL && strcmp(class, LS_EUSAGE) == 0)
 		return LS_EUSAGE;
 #endif
+	if (class != NULL && strcmp(class, LS_EENTRY) == 0)
+		return LS_EENTRY;
 	return LS_EARCHIVE;
 }
 

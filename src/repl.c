@@ -23,6 +23,7 @@
  * leaves the loop still restores the signal handler and frees libedit. */
 struct repl {
 	struct ls_prompt prompt;
+	int line;                    /* lines read so far */
 	int handler_set;             /* old_sigint is the action to restore */
 	struct sigaction old_sigint;
 };
@@ -101,12 +102,46 @@ static int read_line(lua_State *L, struct repl *r, const char *prompt)
 	clear_interrupt(L);
 	got = ls_prompt_read(L, &r->prompt, prompt);
 	at_prompt = 0;
+	if (got == LS_PROMPT_LINE)
+		r->line++;
 	if (ls_prompt_interrupted || ls_interrupted) {
 		if (got == LS_PROMPT_LINE)
 			lua_pop(L, 1);
 		return LS_PROMPT_INTERRUPTED;
 	}
 	return got;
+}
+
+/* A statement's text after first_line - 1 newlines, so that Lua numbers its
+ * lines as the input does ("stdin:12:" for the twelfth line piped in). */
+struct chunk {
+	int newlines;
+	const char *text;
+	size_t len;
+};
+
+static const char *chunk_read(lua_State *L, void *ud, size_t *size)
+{
+	static char newlines[256];
+	struct chunk *c = ud;
+
+	if (c->newlines > 0) {
+		if (newlines[0] != '\n')
+			memset(newlines, '\n', sizeof newlines);
+		*size = c->newlines < (int)sizeof newlines ? (size_t)c->newlines : sizeof newlines;
+		c->newlines -= (int)*size;
+		return newlines;
+	}
+	*size = c->len;
+	c->len = 0;
+	return *size > 0 ? c->text : NULL;
+}
+
+static int load_at(lua_State *L, const char *text, size_t len, int first_line)
+{
+	struct chunk c = {first_line > 1 ? first_line - 1 : 0, text, len};
+
+	return lua_load(L, chunk_read, &c, CHUNKNAME, NULL);
 }
 
 /* A syntax error at the end of the text: the statement goes on. */
@@ -128,12 +163,13 @@ static int read_statement(lua_State *L, struct repl *r)
 {
 	const char *text;
 	size_t len;
-	int got, status;
+	int got, status, first;
 
 	if ((got = read_line(L, r, PROMPT1)) != LS_PROMPT_LINE)
 		return got;
+	first = r->line;
 	text = lua_pushfstring(L, "return %s;", lua_tostring(L, -1));
-	if (luaL_loadbuffer(L, text, strlen(text), CHUNKNAME) == LUA_OK) {
+	if (load_at(L, text, strlen(text), first) == LUA_OK) {
 		ls_prompt_remember(&r->prompt, lua_tostring(L, -3));
 		lua_replace(L, -3);
 		lua_pop(L, 1);
@@ -142,7 +178,7 @@ static int read_statement(lua_State *L, struct repl *r)
 	lua_pop(L, 2);
 	for (;;) {
 		text = lua_tolstring(L, -1, &len);
-		status = luaL_loadbuffer(L, text, len, CHUNKNAME);
+		status = load_at(L, text, len, first);
 		if (!incomplete(L, status))
 			break;
 		lua_pop(L, 1);
@@ -151,7 +187,7 @@ static int read_statement(lua_State *L, struct repl *r)
 			return got;
 		}
 		if (got == LS_PROMPT_EOF) {
-			status = luaL_loadbuffer(L, text, len, CHUNKNAME);
+			status = load_at(L, text, len, first);
 			break;
 		}
 		lua_pushliteral(L, "\n");
@@ -183,7 +219,12 @@ static int msghandler(lua_State *L)
 			msg = lua_pushfstring(L, "(error object is a %s value)",
 					      luaL_typename(L, 1));
 	}
-	luaL_traceback(L, L, msg, 1);
+	if (lua_type(L, 1) == LUA_TTABLE &&
+	    lua_getfield(L, 1, "traceback") == LUA_TSTRING)
+		/* where a policy hook raised it, kept by the driver */
+		lua_pushfstring(L, "%s\n%s", msg, lua_tostring(L, -1));
+	else
+		luaL_traceback(L, L, msg, 1);
 	tb = lua_tolstring(L, -1, &len);
 	if (tail_len > 0 && len > tail_len &&
 	    memcmp(tb + len - tail_len, tail, tail_len) == 0)

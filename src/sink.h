@@ -19,6 +19,7 @@
 #define LS_EIO "io"           /* I/O or system failure: exit 3 */
 #define LS_ESIGNAL "signal"   /* interrupted by a signal */
 #define LS_EUSAGE "usage"     /* a usage error: exit 2 */
+#define LS_EENTRY "entry"     /* one entry (or name) refused, the stream goes on: exit 1 */
 
 struct ls_sink;
 

@@ -164,6 +164,21 @@ static int dir_is_empty(const char *path)
 	return err != 0 ? -1 : empty;
 }
 
+int ls_stage_dirfd(const char *path)
+{
+	for (size_t i = 0; i < nstages; i++)
+		if (strcmp(stages[i].path, path) == 0)
+			return openat(stages[i].parent, stages[i].name,
+				      O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	errno = ENOENT;
+	return -1;
+}
+
+int ls_remove_tree(int at, const char *name)
+{
+	return remove_tree(at, name, 0);
+}
+
 int ls_fs_stage(lua_State *L)
 {
 	size_t len, plen;

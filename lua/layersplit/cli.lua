@@ -48,8 +48,9 @@ options:
 "run" runs a Lua script with the layersplit modules loaded (`arg` as in lua;
 the script's return value, if an integer, is the exit status).  "repl" is a
 Lua prompt with the modules as globals (layersplit, archive, gzip, digest, fs,
-json, image); with ARCHIVE, `reader` is archive.open(ARCHIVE) and entries()
-lists its entries.  Ctrl-C stops a statement, Ctrl-D ends the session, and
+json, image, errors, settings); with ARCHIVE, `reader` is archive.open(ARCHIVE)
+and entries() lists its entries; run_policy(POLICY, ARCHIVE) runs a whole
+policy and returns its ctx.  Ctrl-C stops a statement, Ctrl-D ends the session, and
 statements can also come from a pipe.  See SCRIPTING.md.
 
 exit status: 0 success, 1 the archive or its content was rejected, 2 usage
@@ -183,6 +184,11 @@ function cli.validate(opts)
 		usage_error("arguments", "expected ARCHIVE (or -) and OUTDIR")
 	end
 	opts.input, opts.outdir = opts.positional[1], opts.positional[2]
+	return cli.validate_run(opts)
+end
+
+-- The options of a run, however given (the command line, run_policy).
+function cli.validate_run(opts)
 	opts.policy = opts.policy or "launchpad"
 	opts.engine = opts.engine or gzip.engines()[1]
 	local engine = gzip.engine(opts.engine)
@@ -192,10 +198,10 @@ function cli.validate(opts)
 		usage_error("--engine " .. opts.engine,
 			"unknown engine (" .. table.concat(gzip.engines(), ", ") .. ")")
 	end
-	opts.level = opts.level and parse_integer("level", opts.level, engine.min_level, engine.max_level)
+	opts.level = opts.level and parse_integer("level", tostring(opts.level), engine.min_level, engine.max_level)
 		or engine.default_level
 	if opts.jobs then
-		opts.jobs = parse_integer("jobs", opts.jobs, 1, 1024)
+		opts.jobs = parse_integer("jobs", tostring(opts.jobs), 1, 1024)
 	end
 	if opts.max_memory then
 		opts.max_memory = parse_size(opts.max_memory)
@@ -218,9 +224,9 @@ local function human_bytes(n)
 	return string.format("%.1f %s", n, units[u])
 end
 
--- ctx.summary.images: the policy's list of images, or just their number.
+-- ctx.summary.images: the policy's list of images (the driver checks it is one).
 local function image_count(s)
-	return type(s.images) == "table" and #s.images or s.images or 0
+	return s.images and #s.images or 0
 end
 
 -- One line on stderr for people.
@@ -257,29 +263,27 @@ function cli.libraries()
 	return "compression: " .. table.concat(parts, ", ")
 end
 
--- The --json summary for build scripts: the run's numbers and the images
--- and layers the policy reported in ctx.summary.
+-- The --json summary for build scripts: the run's numbers, the images and
+-- layers the policy reported in ctx.summary, any other field it set there,
+-- and the compression used.
 local function json_summary(ctx)
 	local s = ctx.summary
 	local seconds = s.seconds or 0
-	return json.encode({
-		input = ctx.input,
-		outdir = ctx.outdir,
-		policy = ctx.options.policy,
-		entries = s.entries,
-		bytes_in = s.bytes_in,
-		bytes_out = s.bytes_out,
-		layers = s.layers,
-		seconds = math.floor(seconds * 1000 + 0.5) / 1000,
-		bytes_per_second = seconds > 0 and s.bytes_in and math.floor(s.bytes_in / seconds) or 0,
-		images = json.array(type(s.images) == "table" and s.images or {}),
-		compression = {
-			engine = ctx.options.engine,
-			level = ctx.options.level,
-			block_size = gzip.engine(ctx.options.engine).block_size,
-			libraries = gzip.versions(),
-		},
-	}) .. "\n"
+	local out = {}
+	for k, v in pairs(s) do
+		out[k] = v
+	end
+	out.input, out.outdir, out.policy = ctx.input, ctx.outdir, ctx.options.policy
+	out.seconds = math.floor(seconds * 1000 + 0.5) / 1000
+	out.bytes_per_second = seconds > 0 and s.bytes_in and math.floor(s.bytes_in / seconds) or 0
+	out.images = json.array(s.images or {})
+	out.compression = {
+		engine = ctx.options.engine,
+		level = ctx.options.level,
+		block_size = gzip.engine(ctx.options.engine).block_size,
+		libraries = gzip.versions(),
+	}
+	return json.encode(out) .. "\n"
 end
 
 function cli.main(args)
@@ -334,6 +338,10 @@ end
 -- consuming it: type, size, path and link target, one line each.
 local function list_entries(reader)
 	reader = reader or _G.reader
+	if reader == nil then
+		raise("usage", "entries()", "no archive: start the REPL as `layersplit repl ARCHIVE`, "
+			.. "or set reader = archive.open(PATH), or pass a reader")
+	end
 	local count = 0
 	while true do
 		local entry = errors.check(reader:next())
@@ -346,6 +354,35 @@ local function list_entries(reader)
 	end
 end
 
+-- run_policy(POLICY, ARCHIVE [, opts]): a whole run in the REPL; returns the
+-- context, which is also the global `ctx`, kept when the run fails.
+-- opts: outdir (default: a new temporary name, see ctx.outdir), settings
+-- ({KEY = "VALUE" or {"A", "B"}}), trace, verbose, level, engine, jobs,
+-- v2metadata.
+local function run_policy(policy, input, opts)
+	if type(policy) ~= "string" or type(input) ~= "string"
+		or (opts ~= nil and type(opts) ~= "table") then
+		raise("usage", "run_policy", "expected run_policy(POLICY, ARCHIVE [, {outdir =, settings =, ...}])")
+	end
+	opts = opts or {}
+	local outdir = opts.outdir
+	if outdir == nil then
+		outdir = os.tmpname() -- made by mkstemp: a fresh name, made empty for the run
+		os.remove(outdir)
+	end
+	local run = {
+		input = input, outdir = outdir, policy = policy, settings = opts.settings or {},
+		level = opts.level, engine = opts.engine, jobs = opts.jobs,
+		trace = opts.trace, verbose = opts.verbose, v2metadata = opts.v2metadata,
+		progress = "never", quiet = true,
+	}
+	cli.validate_run(run)
+	require("layersplit.driver").run(run, function(ctx)
+		_G.ctx = ctx
+	end)
+	return _G.ctx
+end
+
 -- layersplit repl [ARCHIVE]: a Lua prompt with the modules as globals.
 function cli.repl(args)
 	local path = args[2]
@@ -356,16 +393,17 @@ function cli.repl(args)
 	end
 	local layersplit = require "layersplit"
 	_G.layersplit = layersplit
-	for _, name in ipairs {"archive", "gzip", "digest", "fs", "json", "image"} do
+	for _, name in ipairs(cli.repl_globals) do
 		_G[name] = layersplit[name]
 	end
-	local banner = string.format("layersplit %s REPL (%s): layersplit, archive, gzip, digest, fs, json, image",
-		host.version, _VERSION)
+	_G.entries = list_entries
+	_G.run_policy = run_policy
+	local banner = string.format("layersplit %s REPL (%s): %s;\nrun_policy(POLICY, ARCHIVE) runs one",
+		host.version, _VERSION, "layersplit, " .. table.concat(cli.repl_globals, ", "))
 	if path then
 		_G.ARCHIVE = path
 		_G.reader = errors.check(layersplit.archive.open(path))
-		_G.entries = list_entries
-		banner = banner .. ";\nreader = archive.open(ARCHIVE), entries() lists it"
+		banner = banner .. ", reader = archive.open(ARCHIVE), entries() lists it"
 	end
 	local home = os.getenv("HOME")
 	local failed, interactive = require("layersplit.repl").run {
@@ -375,5 +413,8 @@ function cli.repl(args)
 	-- Statements from a pipe are a script: its failure shows in the status.
 	return failed > 0 and not interactive and 4 or 0
 end
+
+-- The modules the REPL has as globals, besides `layersplit` itself.
+cli.repl_globals = {"archive", "gzip", "digest", "fs", "json", "image", "errors", "settings"}
 
 return cli

@@ -5,6 +5,7 @@ local archive = require "layersplit.archive"
 local errors = require "layersplit.errors"
 local fs = require "layersplit.fs"
 local gzip = require "layersplit.gzip"
+local json = require "layersplit.json"
 local progress = require "layersplit.progress"
 local settings = require "layersplit.settings"
 
@@ -12,16 +13,28 @@ local check, raise = errors.check, errors.raise
 
 local driver = {}
 
--- Runs a policy hook; a plain Lua error in it becomes a "policy" error that
--- names the script's file and line.
+-- A plain Lua error in a hook as a "policy" error naming the script's file
+-- and line; a value raised that is not a string is described, with the
+-- place it was raised from.
+local function policy_error(e)
+	if errors.is_error(e) then
+		e.traceback = e.traceback or debug.traceback(nil, 2)
+		return e
+	end
+	local message
+	if type(e) == "string" or type(e) == "number" then
+		message = "policy " .. tostring(e)
+	else
+		local where = errors.where(2)
+		message = string.format("policy %s%s value raised as an error: %s",
+			where and where .. ": " or "", type(e), errors.describe(e))
+	end
+	return {class = "policy", message = message, traceback = debug.traceback(nil, 2)}
+end
+
+-- Runs a policy hook; a plain Lua error in it becomes a "policy" error.
 local function call_hook(name, fn, ...)
-	local results = table.pack(xpcall(fn, function(e)
-		if errors.is_error(e) then
-			return e
-		end
-		return {class = "policy", message = "policy " .. tostring(e),
-			traceback = debug.traceback(nil, 2)}
-	end, ...))
+	local results = table.pack(xpcall(fn, policy_error, ...))
 	if not results[1] then
 		error(results[2], 0)
 	end
@@ -76,7 +89,12 @@ function Context:log(fmt, ...)
 	end
 end
 
+-- what may be nil: the current entry's path during `entry`, else the
+-- archive's name, stands for it.
 function Context:fail(class, what, why)
+	if what == nil then
+		what = self.entry_path or (self.input == "-" and "<stdin>" or self.input)
+	end
 	raise(class, what, why)
 end
 
@@ -92,7 +110,8 @@ local function trace_line(entry, action)
 		what = what .. " -> " .. printable(entry.target)
 	end
 	io.stderr:write(string.format("trace: %s [%s, %d bytes]: %s\n",
-		printable(entry.path), what, entry.size or 0, printable(tostring(action or "skip"))))
+		printable(entry.path), what, entry.size or 0,
+		printable(action == nil and "skip" or errors.describe(action))))
 end
 
 -- The progress line on stderr: "auto" shows it on a terminal, unless other
@@ -127,15 +146,38 @@ local function given_settings(opts)
 		keys[#keys + 1] = k
 	end
 	table.sort(keys)
-	for i, k in ipairs(keys) do
-		list[i] = {k, opts.settings[k]}
+	for _, k in ipairs(keys) do
+		local v = opts.settings[k]
+		for _, item in ipairs(type(v) == "table" and v or {v}) do
+			list[#list + 1] = {k, item} -- a table: a list setting given once per item
+		end
 	end
 	return list
 end
 
+-- What a policy put in ctx.summary must be what --json can print.
+local function check_summary(summary)
+	local function expect(field, want, ok)
+		if not ok then
+			raise("policy", "ctx.summary." .. field, string.format("expected %s, got %s %s",
+				want, type(summary[field]), errors.describe(summary[field])))
+		end
+	end
+	expect("images", "a list of images (one table per image)",
+		summary.images == nil or type(summary.images) == "table")
+	expect("layers", "a number of layer files", summary.layers == nil or math.type(summary.layers))
+	expect("bytes_out", "a number of bytes", summary.bytes_out == nil or math.type(summary.bytes_out))
+	local ok, err = pcall(json.encode, summary)
+	if not ok then
+		raise("policy", "ctx.summary", "not printable as JSON: " .. tostring(err))
+	end
+end
+
 -- opts: input, outdir, policy, level, engine, jobs, v2metadata, settings,
--- trace, verbose, quiet, progress.  Returns the context (its summary for the caller).
-function driver.run(opts)
+-- trace, verbose, quiet, progress.  Returns the context (its summary for the
+-- caller).  on_context, if given, is called with the context as soon as it
+-- is made (the REPL's run_policy keeps it, also when the run fails).
+function driver.run(opts, on_context)
 	local started = progress.clock()
 	local policy = driver.load_policy(opts.policy)
 	local values = settings.resolve(policy, opts.policy, given_settings(opts))
@@ -159,6 +201,9 @@ function driver.run(opts)
 		reader = reader,
 		summary = {entries = 0},
 	}, Context)
+	if on_context then
+		on_context(ctx)
+	end
 
 	if policy.setup then
 		call_hook("setup", policy.setup, ctx, ctx.settings)
@@ -167,7 +212,9 @@ function driver.run(opts)
 		local entry, err, class = reader:next()
 		if entry == nil then
 			if err ~= nil then
-				raise(class or "archive", opts.input == "-" and "<stdin>" or opts.input, err)
+				-- an entry refused ("entry") rejects the image like a damaged stream
+				raise(class == "entry" and "archive" or class or "archive",
+					opts.input == "-" and "<stdin>" or opts.input, err)
 			end
 			break
 		end
@@ -175,7 +222,9 @@ function driver.run(opts)
 		if meter then
 			meter:label(entry.path)
 		end
+		ctx.entry_path = entry.path
 		local action = call_hook("entry", policy.entry, ctx, entry)
+		ctx.entry_path = nil
 		if meter and type(action) == "string" and action:find("^layer") then
 			meter:layer_done()
 		end
@@ -190,6 +239,7 @@ function driver.run(opts)
 	if policy.finish then
 		call_hook("finish", policy.finish, ctx)
 	end
+	check_summary(ctx.summary)
 	ctx.summary.bytes_in = reader:bytes_in()
 	reader:close()
 	check(fs.commit(stage, opts.outdir))

@@ -211,7 +211,7 @@ end
 function Store:stream_layer(entry, kind, visit)
 	local ok, result = xpcall(stream_layer, function(e)
 		if errors.is_error(e) then
-			if e.class == "archive" and e.message:sub(1, #entry.path + 2) ~= entry.path .. ": " then
+			if (e.class == "archive" or e.class == "entry") and e.message:sub(1, #entry.path + 2) ~= entry.path .. ": " then
 				e.message = entry.path .. ": " .. e.message
 			end
 			e.traceback = e.traceback or debug.traceback(nil, 2)
