@@ -39,6 +39,7 @@ from pathlib import Path
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 15
 _live = set()          # every Popen started here and not yet reaped
+_own_dirs = set()      # directories made here for objects given no tmp
 
 
 def free_port():
@@ -79,6 +80,17 @@ def _end(p, sig=signal.SIGTERM, grace=5):
 def _end_all():
     for p in list(_live):
         _end(p, signal.SIGKILL)
+    for d in list(_own_dirs):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _base_dir(tmp, prefix):
+    """tmp, or a new temporary directory removed by close() or at exit."""
+    if tmp is not None:
+        return Path(tmp)
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    _own_dirs.add(d)
+    return d
 
 
 def _yaml(v):
@@ -138,7 +150,7 @@ class Registry:
     def __init__(self, tmp=None, htpasswd=None, token=None, secret="layersplit-test-secret",
                  port=None, start=True):
         self._own_dir = tmp is None
-        base = Path(tmp) if tmp is not None else Path(tempfile.mkdtemp(prefix="registry-"))
+        base = _base_dir(tmp, "registry-")
         self.dir = Path(tempfile.mkdtemp(prefix="registry-", dir=base))
         self.data = self.dir / "data"
         self.log_path = self.dir / "registry.log"
@@ -228,6 +240,7 @@ class Registry:
         self.stop()
         if self._own_dir:
             shutil.rmtree(self.dir.parent, ignore_errors=True)
+            _own_dirs.discard(self.dir.parent)
 
     def __enter__(self):
         return self
@@ -239,13 +252,14 @@ class Registry:
         """The registry's whole log (JSON lines) as text."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def requests(self):
+    def requests(self, since=0):
         """Every request the registry answered, in order: [Request(method,
         path, status)], path without its query.  While the registry runs, a
         marker request is made first and waited for, so requests answered
         before this call are all there.  401s are there (2.8.2 logs them
         without a status; they are read as 401); a request cut in the middle
-        of its body is not (2.8.2 logs nothing for it)."""
+        of its body is not (2.8.2 logs nothing for it).  since: a mark()
+        taken before, to see only the requests after it."""
         marker = None
         if self.alive():
             self._sync += 1
@@ -254,6 +268,7 @@ class Registry:
             deadline = time.monotonic() + 5
             while marker not in self.log() and time.monotonic() < deadline:
                 time.sleep(0.01)
+            time.sleep(0.02)   # a line still being written by a busy registry
         out = []
         for line in self.log().splitlines():
             if not line.startswith("{"):
@@ -274,11 +289,17 @@ class Registry:
                 continue
             path = urllib.parse.urlsplit(e.get("http.request.uri", "")).path
             out.append(Request(e["http.request.method"], path, status))
-        return out
+        return out[since:]
 
-    def count(self, method=None, path=None, status=None):
-        """How many requests match: method, a regex searched in the path, status."""
-        return sum(1 for r in self.requests()
+    def mark(self):
+        """A point in the request log for requests(since=) and count(since=):
+        one registry shared by several tests counts each test's own."""
+        return len(self.requests())
+
+    def count(self, method=None, path=None, status=None, since=0):
+        """How many requests match: method, a regex searched in the path,
+        status; after the mark `since`."""
+        return sum(1 for r in self.requests(since)
                    if (method is None or r.method == method)
                    and (path is None or re.search(path, r.path))
                    and (status is None or r.status == status))
@@ -867,7 +888,7 @@ class TokenServer:
                  issuer="layersplit-test-issuer", alg="RS256", key_header="kid",
                  expires_in=300, anonymous=False, grant=None, lifetime=600):
         assert alg in ("RS256", "ES256") and key_header in ("kid", "x5c")
-        base = Path(tmp) if tmp is not None else Path(tempfile.mkdtemp(prefix="tokens-"))
+        base = _base_dir(tmp, "tokens-")
         self._own_dir = tmp is None
         self.dir = Path(tempfile.mkdtemp(prefix="tokens-", dir=base))
         self.users = dict(users or {})
@@ -949,6 +970,7 @@ class TokenServer:
             self._server = None
         if self._own_dir:
             shutil.rmtree(self.dir.parent, ignore_errors=True)
+            _own_dirs.discard(self.dir.parent)
 
     def __enter__(self):
         return self

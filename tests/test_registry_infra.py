@@ -509,3 +509,25 @@ def test_proxy_throttles(tmp):
         d = Client(proxy.url).upload_blob("r", blob, stream=True)
         assert time.monotonic() - t >= len(blob) / MiB, (time.monotonic() - t, len(blob))
         assert proxy.count("throttle", "PATCH") == 1 and d in reg.stored_blobs()
+
+
+def test_registry_without_tmp_cleaned_at_exit(tmp):
+    """Registry() and TokenServer() with no directory given, never closed:
+    at interpreter exit the process is stopped and their directories go."""
+    code = ("import sys; sys.path.insert(0, %r); import registry\n"
+            "t = registry.TokenServer(); r = registry.Registry(token=t)\n"
+            "print(r.pid, r.dir, t.dir)\n" % os.path.dirname(registry.__file__))
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         timeout=60, check=True).stdout.split()
+    pid, dirs = int(out[0]), [p.decode() for p in out[1:]]
+    assert gone(pid) and dirs and not any(os.path.exists(d) for d in dirs), (pid, dirs)
+
+
+def test_registry_mark_counts_since(tmp):
+    """mark(): one registry shared by tests counts each test's requests."""
+    with Registry(tmp) as reg:
+        http("GET", reg.url + "/v2/")
+        m = reg.mark()
+        http("HEAD", reg.url + "/v2/x/blobs/" + sha256_digest(b""))
+        assert reg.requests(since=m) == [("HEAD", "/v2/x/blobs/" + sha256_digest(b""), 404)]
+        assert reg.count("GET", since=m) == 0 and reg.count("GET") == 1
