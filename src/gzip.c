@@ -23,8 +23,8 @@
 
 /* The first is the default. */
 static const struct ls_deflate_engine *const engines[] = {
-	&ls_deflate_zlib,
 	&ls_deflate_libdeflate,
+	&ls_deflate_zlib,
 #ifdef LS_HAVE_ISAL
 	&ls_deflate_isal,
 #endif

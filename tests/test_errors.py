@@ -145,8 +145,10 @@ def test_unknown_option_is_a_usage_error(tmp):
 
 
 def test_level_out_of_range_is_a_usage_error(tmp):
-    for level in ("0", "10", "x"):
-        p = layersplit("--level", level, fixtures.path("legacy_symlink.tar"), tmp / "out")
+    for engine, level in (("libdeflate", "0"), ("libdeflate", "13"), ("libdeflate", "x"),
+                          ("zlib", "0"), ("zlib", "10"), (None, "13")):
+        options = ("--engine", engine) if engine else ()
+        p = layersplit(*options, "--level", level, fixtures.path("legacy_symlink.tar"), tmp / "out")
         assert_error(p, 2)
         assert os.listdir(tmp) == [], "--level %s left %r" % (level, os.listdir(tmp))
 

@@ -63,11 +63,16 @@ def test_output_does_not_depend_on_thread_count(tmp):
             assert not differ, "%s: -j 1 and -j %s differ in %r" % (engine, j, differ)
 
 
-def test_default_is_zlib_level_6_launchpad(tmp):
+def test_default_is_libdeflate_level_6_launchpad(tmp):
     split(fixtures.path(ARCHIVE), tmp / "default")
-    split(fixtures.path(ARCHIVE), tmp / "explicit", "--policy", "launchpad", "--engine", "zlib",
-          "--level", "6")
+    split(fixtures.path(ARCHIVE), tmp / "explicit", "--policy", "launchpad", "--engine",
+          "libdeflate", "--level", "6")
     assert snapshot(tmp / "default") == snapshot(tmp / "explicit")
+    split(fixtures.path(ARCHIVE), tmp / "zlib", "--engine", "zlib")
+    expect.check_output(fixtures.path(ARCHIVE), tmp / "zlib")
+    layers = [n for n in snapshot(tmp / "zlib") if n.endswith(".tar.gz")]
+    assert layers and all(snapshot(tmp / "zlib")[n] != snapshot(tmp / "default")[n]
+                          for n in layers), "the default engine wrote zlib's bytes"
 
 
 def test_isal_engine_follows_the_contract_where_built_in(tmp):

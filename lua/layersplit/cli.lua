@@ -25,9 +25,14 @@ options:
   --set KEY=VALUE     a setting for the policy (repeatable); a key the
                       policy does not declare is a usage error, and
                       --policy NAME --help lists the ones it takes
-  --level N           compression level: zlib 1-9 (default 6), libdeflate
-                      1-12 (default 6), isal 0-3 (default 2)
-  --engine NAME       compression engine: zlib (default), libdeflate or isal
+  --engine NAME       compression engine: libdeflate (the default: about
+                      twice pigz's speed, smaller files; its bytes change
+                      with libdeflate's version), zlib (pigz's bytes, for
+                      reproducing zlib-family output) or isal (fastest,
+                      larger files; where built in)
+  --level N           compression level: libdeflate 1-12 (default 6; 12 is
+                      the smallest and slowest), zlib 1-9 (default 6), isal
+                      0-3 (default 2)
   -j, --jobs N        compression threads (default: online CPUs)
   --v2metadata DIR    docker's v2metadata-by-diffid directory: keep the
                       registry digests it records
