@@ -28,6 +28,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -105,13 +106,18 @@ Response = collections.namedtuple("Response", "status headers body")
 CONNECTION_ERRORS = (OSError, httpclient.HTTPException)
 
 
-def http(method, url, body=None, headers=None, timeout=30):
+def http(method, url, body=None, headers=None, timeout=30, context=None):
     """One request with http.client; never raises on an HTTP status.
     body: bytes, or an iterable of bytes sent with chunked transfer encoding.
+    context: the ssl.SSLContext for an https URL (default: the system CAs).
     Returns Response(status, headers (an http.client.HTTPMessage), body bytes)."""
     u = urllib.parse.urlsplit(url)
     assert u.hostname in (LOOPBACK, "::1", "localhost"), "not loopback: %s" % url
-    conn = httpclient.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    if u.scheme == "https":
+        conn = httpclient.HTTPSConnection(u.hostname, u.port, timeout=timeout,
+                                          context=context or ssl.create_default_context())
+    else:
+        conn = httpclient.HTTPConnection(u.hostname, u.port, timeout=timeout)
     try:
         path = u.path + ("?" + u.query if u.query else "")
         hdrs = dict(headers or {})
@@ -132,6 +138,37 @@ def sha256_digest(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+# ------------------------------------------------------------------ TLS
+
+TLS = collections.namedtuple("TLS", "ca_cert ca_key cert key client_cert client_key")
+
+
+def make_tls(directory):
+    """A test CA, a server certificate for 127.0.0.1 and localhost, and a
+    client certificate, all signed by that CA, made with openssl into
+    directory.  Returns TLS(ca_cert, ca_key, cert, key, client_cert, client_key)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    t = TLS(*(d / n for n in ("ca.crt", "ca.key", "server.crt", "server.key",
+                              "client.cert", "client.key")))
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", t.ca_key,
+             "-out", t.ca_cert, "-days", "2", "-subj", "/CN=layersplit test CA",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    for cert, key, cn, ext in (
+            (t.cert, t.key, "127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+             "extendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n"),
+            (t.client_cert, t.client_key, "layersplit test client",
+             "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n")):
+        csr, extfile = d / (key.name + ".csr"), d / (key.name + ".ext")
+        extfile.write_text(ext)
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+                 "-subj", "/CN=" + cn)
+        _openssl("x509", "-req", "-in", csr, "-CA", t.ca_cert, "-CAkey", t.ca_key,
+                 "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", extfile)
+    return t
+
+
 # ------------------------------------------------------------------ registry
 
 Request = collections.namedtuple("Request", "method path status")
@@ -143,12 +180,16 @@ class Registry:
     Registry(tmp, htpasswd={"user": "password"})  Basic auth (bcrypt via htpasswd)
     Registry(tmp, token=TokenServer(...))         Bearer tokens from that server
     Registry(tmp, port=N)                          that port (default: a free one)
+    Registry(tmp, tls=True)                        https with a certificate from a test
+                                                   CA (.tls, .ssl_context(), .cert_dir())
+    Registry(tmp, client_certs=True)               https that requires a client
+                                                   certificate from that CA
     Attributes: host ("127.0.0.1:PORT"), port, url ("http://host"), dir (its
     working directory: config.yml, data/, registry.log), pid.
     """
 
     def __init__(self, tmp=None, htpasswd=None, token=None, secret="layersplit-test-secret",
-                 port=None, start=True):
+                 port=None, tls=False, client_certs=False, start=True):
         self._own_dir = tmp is None
         base = _base_dir(tmp, "registry-")
         self.dir = Path(tempfile.mkdtemp(prefix="registry-", dir=base))
@@ -156,6 +197,8 @@ class Registry:
         self.log_path = self.dir / "registry.log"
         self.config_path = self.dir / "config.yml"
         self.htpasswd, self.token, self.secret = htpasswd, token, secret
+        self.client_certs = client_certs
+        self.tls = make_tls(self.dir / "tls") if tls or client_certs else None
         self.proc = None
         self.port = port
         self._sync = 0
@@ -168,7 +211,27 @@ class Registry:
 
     @property
     def url(self):
-        return "http://" + self.host
+        return ("https://" if self.tls else "http://") + self.host
+
+    def ssl_context(self):
+        """For https: trusts the registry's CA, presents the client certificate."""
+        if not self.tls:
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.tls.ca_cert))
+        if self.client_certs:
+            ctx.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
+        return ctx
+
+    def cert_dir(self, path):
+        """A --cert-dir as skopeo and containers read it: ca.crt, and with
+        client_certs client.cert + client.key."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.tls.ca_cert, path / "ca.crt")
+        if self.client_certs:
+            shutil.copy(self.tls.client_cert, path / "client.cert")
+            shutil.copy(self.tls.client_key, path / "client.key")
+        return path
 
     @property
     def pid(self):
@@ -183,6 +246,10 @@ class Registry:
                         "maintenance": {"uploadpurging": {"enabled": False}}},
             "http": {"addr": self.host, "secret": self.secret},
         }
+        if self.tls:
+            cfg["http"]["tls"] = {"certificate": str(self.tls.cert), "key": str(self.tls.key)}
+            if self.client_certs:
+                cfg["http"]["tls"]["clientcas"] = [str(self.tls.ca_cert)]
         if self.htpasswd:
             path = self.dir / "htpasswd"
             with open(path, "w") as f:
@@ -210,7 +277,7 @@ class Registry:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
-                    http("GET", self.url + "/v2/", timeout=1,
+                    http("GET", self.url + "/v2/", timeout=1, context=self.ssl_context(),
                          headers={"User-Agent": "layersplit-test-sync/start"})
                     return self
                 except OSError:
@@ -264,7 +331,8 @@ class Registry:
         if self.alive():
             self._sync += 1
             marker = "layersplit-test-sync/%d" % self._sync
-            http("GET", self.url + "/v2/", headers={"User-Agent": marker}, timeout=5)
+            http("GET", self.url + "/v2/", headers={"User-Agent": marker}, timeout=5,
+                 context=self.ssl_context())
             deadline = time.monotonic() + 5
             while marker not in self.log() and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -319,17 +387,18 @@ class Registry:
 
 class Client:
     """Plain-HTTP registry calls to check a registry or seed it, with no
-    layersplit involved.  auth: an Authorization header value or None."""
+    layersplit involved.  auth: an Authorization header value or None;
+    context: an ssl.SSLContext for https (Registry.ssl_context())."""
 
-    def __init__(self, base_url, auth=None):
-        self.base, self.auth = base_url.rstrip("/"), auth
+    def __init__(self, base_url, auth=None, context=None):
+        self.base, self.auth, self.context = base_url.rstrip("/"), auth, context
 
     def request(self, method, path_or_url, body=None, headers=None):
         url = path_or_url if "://" in path_or_url else self.base + path_or_url
         h = dict(headers or {})
         if self.auth:
             h.setdefault("Authorization", self.auth)
-        return http(method, url, body=body, headers=h)
+        return http(method, url, body=body, headers=h, context=self.context)
 
     def head_blob(self, repo, digest):
         return self.request("HEAD", "/v2/%s/blobs/%s" % (repo, digest))
@@ -405,26 +474,33 @@ def skopeo(*args, authfile=None, timeout=120):
     return p.stdout
 
 
-def _creds(creds):
-    return ["--creds", "%s:%s" % creds] if creds else []
+def _creds(creds, prefix=""):
+    return ["--%screds" % prefix, "%s:%s" % tuple(creds)] if creds else []
 
 
-def skopeo_inspect_raw(ref, creds=None, authfile=None):
+def _tls(cert_dir, prefix=""):
+    """Plain http or unverified TLS, or TLS verified with cert_dir (ca.crt,
+    client.cert/client.key)."""
+    if cert_dir:
+        return ["--%scert-dir" % prefix, str(cert_dir), "--%stls-verify=true" % prefix]
+    return ["--%stls-verify=false" % prefix]
+
+
+def skopeo_inspect_raw(ref, creds=None, authfile=None, cert_dir=None):
     """The manifest bytes at docker://REF (HOST/REPO:TAG), as stored."""
-    return skopeo("inspect", "--raw", "--tls-verify=false", *_creds(creds),
+    return skopeo("inspect", "--raw", *_tls(cert_dir), *_creds(creds),
                   "docker://" + ref, authfile=authfile)
 
 
-def skopeo_inspect_config(ref, creds=None, authfile=None):
+def skopeo_inspect_config(ref, creds=None, authfile=None, cert_dir=None):
     """The image config at docker://REF, parsed."""
-    return json.loads(skopeo("inspect", "--config", "--raw", "--tls-verify=false",
+    return json.loads(skopeo("inspect", "--config", "--raw", *_tls(cert_dir),
                              *_creds(creds), "docker://" + ref, authfile=authfile))
 
 
-def skopeo_copy_to_oci(ref, oci_dir, tag="image", creds=None, authfile=None):
+def skopeo_copy_to_oci(ref, oci_dir, tag="image", creds=None, authfile=None, cert_dir=None):
     """skopeo copy docker://REF oci:DIR:TAG (layers as stored, digests kept)."""
-    skopeo("copy", "--quiet", "--src-tls-verify=false", *(["--src-creds", "%s:%s" % creds]
-                                                         if creds else []),
+    skopeo("copy", "--quiet", *_tls(cert_dir, "src-"), *_creds(creds, "src-"),
            "docker://" + ref, "oci:%s:%s" % (oci_dir, tag), authfile=authfile)
     return Path(oci_dir)
 

@@ -531,3 +531,41 @@ def test_registry_mark_counts_since(tmp):
         http("HEAD", reg.url + "/v2/x/blobs/" + sha256_digest(b""))
         assert reg.requests(since=m) == [("HEAD", "/v2/x/blobs/" + sha256_digest(b""), 404)]
         assert reg.count("GET", since=m) == 0 and reg.count("GET") == 1
+
+
+def test_registry_tls(tmp):
+    """tls=True: https with a certificate of the test CA; refused without
+    that CA (the system's), read back by skopeo through cert_dir()."""
+    import ssl
+    with Registry(tmp, tls=True) as reg:
+        assert reg.url == "https://" + reg.host
+        try:
+            http("GET", reg.url + "/v2/")
+        except ssl.SSLCertVerificationError:
+            pass
+        else:
+            raise AssertionError("a test certificate passed the system CAs")
+        c = Client(reg.url, context=reg.ssl_context())
+        digest = c.push_image("s", "t", [layer(13)])
+        raw = registry.skopeo_inspect_raw(reg.host + "/s:t", cert_dir=reg.cert_dir(tmp / "certs"))
+        assert sha256_digest(raw) == digest and reg.count("PUT", "/manifests/") == 1
+
+
+def test_registry_client_certs(tmp):
+    """client_certs=True: without a client certificate the TLS handshake
+    fails; with the one cert_dir() writes, skopeo gets in."""
+    import ssl
+    with Registry(tmp, client_certs=True) as reg:
+        bare = ssl.create_default_context(cafile=str(reg.tls.ca_cert))
+        try:
+            http("GET", reg.url + "/v2/", context=bare)
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+            pass
+        else:
+            raise AssertionError("no client certificate needed")
+        c = Client(reg.url, context=reg.ssl_context())
+        digest = c.push_image("s", "t", [layer(14)])
+        certs = reg.cert_dir(tmp / "certs")
+        assert sorted(os.listdir(certs)) == ["ca.crt", "client.cert", "client.key"]
+        assert sha256_digest(registry.skopeo_inspect_raw(reg.host + "/s:t", cert_dir=certs)) \
+            == digest
