@@ -75,6 +75,7 @@ build = {
 		["layersplit.image"] = "../lua/layersplit/image.lua",
 		["layersplit.json"] = "../lua/layersplit/json.lua",
 		["layersplit.settings"] = "../lua/layersplit/settings.lua",
+		["layersplit.policies.extract"] = "../lua/policies/extract.lua",
 		["layersplit.policies.files-list"] = "../lua/policies/files-list.lua",
 		["layersplit.policies.launchpad"] = "../lua/policies/launchpad.lua",
 		["layersplit.policies.oci-layout"] = "../lua/policies/oci-layout.lua",

@@ -148,9 +148,10 @@ def read_like_launchpad(data, what):
     return True
 
 
-def check_output(archive, out, v2metadata=None):
+def check_output(archive, out, v2metadata=None, extra=()):
     """out must be exactly what the contract says for archive.
-    v2metadata: {diff hex: (Digest, SourceRepository)} given with --v2metadata."""
+    v2metadata: {diff hex: (Digest, SourceRepository)} given with --v2metadata;
+    extra: more names a policy adds beside the contract's files."""
     model = archive if isinstance(archive, Archive) else Archive(archive)
     out = Path(out)
     v2metadata = v2metadata or {}
@@ -161,7 +162,7 @@ def check_output(archive, out, v2metadata=None):
             len(manifest) if isinstance(manifest, list) else type(manifest), len(model.images))
     assert isinstance(digests, list) and len(digests) == len(model.images), \
         "digests.json: want a list of %d objects, got %r" % (len(model.images), digests)
-    want_files = {"manifest.json", "digests.json"}
+    want_files = {"manifest.json", "digests.json"} | set(extra)
     checked = {}
     for i, (img, section, dmap) in enumerate(zip(model.images, manifest, digests)):
         cfg_name = sha256(img.config) + ".json"
@@ -217,5 +218,5 @@ def check_output(archive, out, v2metadata=None):
     assert have == want_files, "output files: extra %r, missing %r" % (
         sorted(have - want_files), sorted(want_files - have))
     for p in out.iterdir():
-        assert p.is_file() and not p.is_symlink(), "%s is not a regular file" % p.name
+        assert p.name in extra or (p.is_file() and not p.is_symlink()), "%s is not a regular file" % p.name
     return model

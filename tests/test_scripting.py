@@ -202,6 +202,35 @@ def test_example_configs_only_writes_configs_and_images_json(tmp):
             assert (out / (sha256(c) + ".json")).read_bytes() == c
 
 
+@runs("site-extract.lua")
+def test_example_site_extract_writes_the_final_views_os_release_and_docs(tmp):
+    """Its rules against Python's own reading of the layer tars (the overlay
+    model of test_extract); --set docs=no leaves the docs out; its settings
+    are its own."""
+    from test_extract import final_view, members
+    policy = EXAMPLES / "site-extract.lua"
+    for archive_name in ("legacy_symlink.tar", "docker25_containerd.tar"):
+        archive = fixtures.path(archive_name)
+        for docs in ("yes", "no"):
+            out = tmp / ("%s-%s" % (archive_name, docs))
+            split(archive, out, "-q", "--policy", policy, "--set", "docs=" + docs)
+            for img in expect.Archive(archive).images:
+                view = final_view([members(b) for b in img.blobs])
+                want = {p: d for p, d in view.items()
+                        if p in ("etc/os-release", "usr/lib/os-release") or p.endswith(".spdx.json")
+                        or (docs == "yes" and p.startswith("usr/share/doc/"))}
+                d = out / "extracted" / sha256(img.config)
+                got = {str(q.relative_to(d)): q.read_bytes() for q in d.rglob("*") if q.is_file()}
+                assert got == want, (archive_name, docs, sorted(got), sorted(want))
+                if archive_name == "legacy_symlink.tar":   # the fixture has both
+                    assert "etc/os-release" in got, sorted(got)
+                    assert any(k.startswith("usr/share/doc/") for k in got) == (docs == "yes"), sorted(got)
+    text = layersplit("--policy", policy, "--help").stdout.decode()
+    assert "docs=yes" in text and "max_file_size=4M" in text, text
+    assert_error(layersplit("--policy", policy, "--set", "paths=**", fixtures.path("legacy_symlink.tar"),
+                            tmp / "x"), 2, ["unknown setting", "docs, max_file_size"])
+
+
 def test_every_example_is_run_by_a_test(tmp):
     have = {p.name for p in EXAMPLES.glob("*.lua")}
     assert have == RUN, "examples no test runs: %r; tests of missing examples: %r" % (

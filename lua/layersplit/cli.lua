@@ -21,7 +21,8 @@ digests.json and repositories.  "-" reads standard input.
 
 options:
   --policy NAME|FILE  the policy that decides what goes where: launchpad
-                      (the default), oci-layout, files-list, or a Lua file
+                      (the default), oci-layout, files-list, extract,
+                      or a Lua file
   --set KEY=VALUE     a setting for the policy (repeatable); a key the
                       policy does not declare is a usage error, and
                       --policy NAME --help lists the ones it takes

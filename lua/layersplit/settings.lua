@@ -34,6 +34,15 @@ function settings.size(text)
 	return size
 end
 
+-- "10000" -> 10000: a whole number, 0 or more.
+function settings.count(text)
+	local n = text:match("^%d+$") and math.tointeger(tonumber(text))
+	if not n then
+		return nil, "expected a whole number"
+	end
+	return n
+end
+
 -- "a,b\,c" -> {"a", "b,c"}: comma-separated; `\,` is a comma inside an
 -- item, any other backslash is kept as it is (in a glob, `\*` stays a
 -- literal star); empty items are dropped.  A list may be given several
