@@ -74,6 +74,7 @@ build = {
 		["layersplit.errors"] = "../lua/layersplit/errors.lua",
 		["layersplit.image"] = "../lua/layersplit/image.lua",
 		["layersplit.json"] = "../lua/layersplit/json.lua",
+		["layersplit.overlay"] = "../lua/layersplit/overlay.lua",
 		["layersplit.settings"] = "../lua/layersplit/settings.lua",
 		["layersplit.policies.extract"] = "../lua/policies/extract.lua",
 		["layersplit.policies.files-list"] = "../lua/policies/files-list.lua",
