@@ -85,6 +85,21 @@ def _end_all():
         shutil.rmtree(d, ignore_errors=True)
 
 
+class _Managed:
+    """`with` closes; a directory made for the object (no tmp given) goes too."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _remove_own_dir(self):
+        if getattr(self, "_own_dir", False):
+            shutil.rmtree(self.dir.parent, ignore_errors=True)
+            _own_dirs.discard(self.dir.parent)
+
+
 def _base_dir(tmp, prefix):
     """tmp, or a new temporary directory removed by close() or at exit."""
     if tmp is not None:
@@ -174,7 +189,7 @@ def make_tls(directory):
 Request = collections.namedtuple("Request", "method path status")
 
 
-class Registry:
+class Registry(_Managed):
     """Debian's docker-registry on 127.0.0.1:PORT with its own storage and config.
 
     Registry(tmp, htpasswd={"user": "password"})  Basic auth (bcrypt via htpasswd)
@@ -293,8 +308,9 @@ class Registry:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self):
-        """SIGTERM by PID (SIGKILL after 5 s), reaped; removes its directory
-        when Registry() made it (tmp=None)."""
+        """SIGTERM by PID (SIGKILL after 5 s), reaped; start() may follow.
+        close() (and the end of `with`) also removes the directory when
+        Registry() made it (tmp=None)."""
         if self.proc:
             _end(self.proc)
 
@@ -305,15 +321,7 @@ class Registry:
 
     def close(self):
         self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.dir.parent, ignore_errors=True)
-            _own_dirs.discard(self.dir.parent)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        self._remove_own_dir()
 
     def log(self):
         """The registry's whole log (JSON lines) as text."""
@@ -552,7 +560,7 @@ class _Cut(Exception):
     pass
 
 
-class FaultProxy:
+class FaultProxy(_Managed):
     """A TCP proxy on 127.0.0.1 in front of a Registry (or any loopback
     HOST:PORT) that sees each HTTP/1.1 request and, by rules set beforehand,
     forwards it or fails it.  Each rule fires for the next `times` requests
@@ -691,11 +699,7 @@ class FaultProxy:
         with contextlib.suppress(OSError):
             self._listener.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+    close = stop
 
     def _stopping(self):
         return self._stop.is_set() or time.monotonic() > self._deadline
@@ -942,7 +946,7 @@ TokenRequest = collections.namedtuple(
     "TokenRequest", "method path query form user auth scopes status")
 
 
-class TokenServer:
+class TokenServer(_Managed):
     """A Docker token server on 127.0.0.1 (http.server in a thread) whose
     JWTs the Registry accepts: Registry(tmp, token=TokenServer(tmp, ...)).
 
@@ -1044,15 +1048,9 @@ class TokenServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-        if self._own_dir:
-            shutil.rmtree(self.dir.parent, ignore_errors=True)
-            _own_dirs.discard(self.dir.parent)
+        self._remove_own_dir()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+    close = stop
 
     def _record(self, *fields):
         with self._lock:
