@@ -691,6 +691,7 @@ class FaultProxy(_Managed):
     def stop(self):
         """Stops accepting, closes every connection, joins the accept thread."""
         self._stop.set()
+        self.release()
         with self._lock:
             socks = list(self._socks)
         for s in socks:
