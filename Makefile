@@ -5,7 +5,7 @@ BUILD    ?= build
 CC       ?= cc
 PKG_CONFIG ?= pkg-config
 
-PKGS     := lua5.4 lua5.4-cjson libarchive zlib libdeflate libcrypto
+PKGS     := lua5.4 lua5.4-cjson libarchive zlib libdeflate libcrypto libcurl
 HAVE_ISAL := $(shell $(PKG_CONFIG) --exists libisal 2>/dev/null && echo yes)
 ifeq ($(HAVE_ISAL),yes)
 PKGS     += libisal

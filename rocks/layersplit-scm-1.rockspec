@@ -33,6 +33,9 @@ external_dependencies = {
 	ZLIB = {header = "zlib.h", library = "z"},
 	LIBDEFLATE = {header = "libdeflate.h", library = "deflate"},
 	OPENSSL = {header = "openssl/evp.h", library = "crypto"},
+	-- Debian keeps curl/curl.h in the multiarch include directory, which the
+	-- compiler searches but luarocks does not: only the library is looked for.
+	CURL = {library = "curl"},
 }
 
 -- The Makefile passes these as -D; src/ is never an include directory, so
@@ -46,9 +49,9 @@ local function c_module(sources, libraries)
 		libraries = libraries,
 		defines = defines,
 		incdirs = {"$(LIBARCHIVE_INCDIR)", "$(ZLIB_INCDIR)", "$(LIBDEFLATE_INCDIR)",
-			"$(OPENSSL_INCDIR)"},
+			"$(OPENSSL_INCDIR)", "$(CURL_INCDIR)"},
 		libdirs = {"$(LIBARCHIVE_LIBDIR)", "$(ZLIB_LIBDIR)", "$(LIBDEFLATE_LIBDIR)",
-			"$(OPENSSL_LIBDIR)"},
+			"$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)"},
 	}
 end
 
@@ -66,10 +69,16 @@ build = {
 			 "../src/deflate_zlib.c", "../src/deflate_libdeflate.c", "../src/deflate_isal.c",
 			 "../src/digest.c", "../src/sink.c"},
 			{"z", "deflate", "crypto", "pthread"}),
+		["layersplit.registry"] = c_module(
+			{"../src/registry.c", "../src/reghttp.c", "../src/regupload.c", "../src/sink.c"},
+			{"curl", "crypto", "pthread"}),
 		["layersplit.progress"] = c_module(
 			{"../src/progress.c", "../src/archive.c", "../src/reader.c", "../src/sink.c"}, {"archive"}),
 
 		["layersplit"] = "../lua/layersplit/init.lua",
+		["layersplit.blobcache"] = "../lua/layersplit/blobcache.lua",
+		["layersplit.client"] = "../lua/layersplit/client.lua",
+		["layersplit.credentials"] = "../lua/layersplit/credentials.lua",
 		["layersplit.driver"] = "../lua/layersplit/driver.lua",
 		["layersplit.errors"] = "../lua/layersplit/errors.lua",
 		["layersplit.image"] = "../lua/layersplit/image.lua",
@@ -80,5 +89,6 @@ build = {
 		["layersplit.policies.files-list"] = "../lua/policies/files-list.lua",
 		["layersplit.policies.launchpad"] = "../lua/policies/launchpad.lua",
 		["layersplit.policies.oci-layout"] = "../lua/policies/oci-layout.lua",
+		["layersplit.policies.push"] = "../lua/policies/push.lua",
 	},
 }

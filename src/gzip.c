@@ -39,6 +39,8 @@ struct writer {
 	struct ls_gzwrite *gz; /* NULL once closed */
 	int closed;
 	const char *closed_class;
+	int ntee;
+	struct ls_sink *tee[]; /* opts.sinks, kept alive as user values 2..ntee+1 */
 };
 
 struct inflater {
@@ -149,6 +151,35 @@ static const struct ls_deflate_engine *opt_engine(lua_State *L)
 	return NULL;
 }
 
+/* opts.sinks: a list of sinks that also get the compressed bytes.  Leaves
+ * the list (or an empty table) on the stack; returns its length. */
+static int opt_sinks(lua_State *L)
+{
+	int n;
+
+	if (lua_isnoneornil(L, 2)) {
+		lua_newtable(L);
+		return 0;
+	}
+	if (lua_getfield(L, 2, "sinks") == LUA_TNIL) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		return 0;
+	}
+	if (!lua_istable(L, -1))
+		luaL_argerror(L, 2, "opts.sinks must be a list of sinks");
+	n = (int)luaL_len(L, -1);
+	if (n < 0 || n > 16)
+		luaL_argerror(L, 2, "opts.sinks: at most 16 sinks");
+	for (int k = 1; k <= n; k++) {
+		lua_geti(L, -1, k);
+		if (ls_tosink(L, -1) == NULL)
+			luaL_argerror(L, 2, lua_pushfstring(L, "opts.sinks[%d] is not a sink", k));
+		lua_pop(L, 1);
+	}
+	return n;
+}
+
 /* CPUs this process may run on: a cpuset or taskset limits it below the
  * online count, and more workers than CPUs only cost memory. */
 static int usable_cpus(void)
@@ -168,22 +199,31 @@ static int l_writer(lua_State *L)
 	const char *path = luaL_checkstring(L, 1);
 	const struct ls_deflate_engine *eng = opt_engine(L);
 	char what[32], err[512];
-	int level, threads, cpus = usable_cpus();
+	int level, threads, ntee, cpus = usable_cpus();
 	struct writer *w;
 
 	snprintf(what, sizeof(what), "%s level", eng->name);
 	level = opt_int(L, "level", eng->default_level, eng->min_level, eng->max_level, what);
 	threads = opt_int(L, "threads", cpus, 1, MAX_THREADS, "threads");
-	w = lua_newuserdatauv(L, sizeof(*w), 1);
+	ntee = opt_sinks(L);
+	w = lua_newuserdatauv(L, sizeof(*w) + (size_t)ntee * sizeof(w->tee[0]), 1 + ntee);
 	/* Owned by Lua before the threads exist, so nothing leaks on error. */
 	memset(w, 0, sizeof(*w));
 	w->sink.ops = &writer_ops;
 	luaL_setmetatable(L, WRITER_MT);
+	for (int k = 1; k <= ntee; k++) {
+		lua_geti(L, -2, k);
+		w->tee[k - 1] = ls_tosink(L, -1);
+		lua_setiuservalue(L, -2, k + 1);
+	}
+	w->ntee = ntee;
 	w->gz = ls_gzwrite_open(path, eng, level, threads, err, sizeof(err));
 	if (w->gz == NULL) {
 		w->closed = 1;
 		return ls_fail(L, LS_EIO, "%s", err);
 	}
+	if (ntee > 0)
+		ls_gzwrite_tee(w->gz, w->tee, ntee);
 	return 1;
 }
 

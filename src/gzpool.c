@@ -59,13 +59,22 @@ static int write_all(int fd, const unsigned char *buf, size_t len)
 	return 0;
 }
 
-/* Writer thread: the file and the output digest.  0 or an errno. */
+/* Writer thread: the file, the tee sinks and the output digest.  0 or an
+ * errno; -1 when a tee sink failed (already recorded with its message). */
 static int emit(struct ls_gzwrite *gz, const unsigned char *buf, size_t len)
 {
 	int err = write_all(gz->fd, buf, len);
+	struct ls_sink *failed;
 
 	if (err != 0)
 		return err;
+	if (gz->ntee > 0 && ls_sinks_write(gz->tee, gz->ntee, buf, len, &failed) != 0) {
+		pthread_mutex_lock(&gz->mu);
+		ls_gzpool_fail_locked(gz, failed->ops->class(failed), "%s",
+				      failed->ops->error(failed));
+		pthread_mutex_unlock(&gz->mu);
+		return -1;
+	}
 	if (len > 0 && !EVP_DigestUpdate(gz->out_md, buf, len))
 		return ENOMEM;
 	gz->out_size += len;

@@ -14,6 +14,7 @@
 
 #include "deflate.h"
 #include "gzwrite.h"
+#include "sink.h"
 
 #define DICT (32 * 1024)
 
@@ -60,6 +61,8 @@ struct ls_gzwrite {
 	int started;	/* the threads were started (at the second block) */
 	int writer_started, joined;
 	int fd;
+	struct ls_sink **tee; /* also given the file's bytes, by the writer thread */
+	int ntee;
 	unsigned char xfl;
 	char *path;
 

@@ -119,6 +119,14 @@ static int submit(struct ls_gzwrite *gz, int last)
 	return 0;
 }
 
+void ls_gzwrite_tee(struct ls_gzwrite *gz, struct ls_sink **sinks, int n)
+{
+	pthread_mutex_lock(&gz->mu);
+	gz->tee = sinks;
+	gz->ntee = n;
+	pthread_mutex_unlock(&gz->mu);
+}
+
 int ls_gzwrite_write(struct ls_gzwrite *gz, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;

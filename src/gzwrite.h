@@ -13,6 +13,7 @@
 #include "deflate.h"
 
 struct ls_gzwrite;
+struct ls_sink;
 
 struct ls_gzwrite_result {
 	uint64_t in_size, out_size;
@@ -29,6 +30,10 @@ int ls_gzwrite_write(struct ls_gzwrite *gz, const void *buf, size_t len);
 /* Writes the last block and trailer, stops the threads, closes the file.
  * 0 with *r filled, or -1.  Call at most once. */
 int ls_gzwrite_finish(struct ls_gzwrite *gz, struct ls_gzwrite_result *r);
+/* Also writes every byte of the gzip file, in order, to sinks[0..n), from
+ * the writer thread; a sink that fails fails the writer with its message.
+ * Call before the first write; the sinks must outlive the writer. */
+void ls_gzwrite_tee(struct ls_gzwrite *gz, struct ls_sink **sinks, int n);
 const char *ls_gzwrite_error(struct ls_gzwrite *gz);
 const char *ls_gzwrite_class(struct ls_gzwrite *gz);
 /* Stops the threads (abandoning unwritten data), closes the file if still

@@ -16,6 +16,7 @@
 #include "host.h"
 #include "repl.h"
 #include "progress.h"
+#include "registry.h"
 #include "sink.h"
 
 int luaopen_cjson(lua_State *L);
@@ -76,6 +77,7 @@ static const luaL_Reg c_modules[] = {
 	{"layersplit.host", luaopen_layersplit_host},
 	{"layersplit.repl", luaopen_layersplit_repl},
 	{"layersplit.progress", luaopen_layersplit_progress},
+	{"layersplit.registry", luaopen_layersplit_registry},
 	{"cjson", luaopen_cjson},
 	{NULL, NULL}
 };

@@ -115,3 +115,24 @@ def assert_rejected(tmp, archive, keywords=(), code=1, options=(), mentions=None
         except AssertionError as e:
             raise AssertionError("%s: %s" % (what, e)) from None
     return line
+
+
+def with_repo_tags(archive, *tags):
+    """fixtures' legacy_two_images.tar written to archive with manifest.json's
+    RepoTags replaced by tags (one list per image section)."""
+    import io
+    import json
+    import tarfile
+    import fixtures
+    with tarfile.open(fixtures.path("legacy_two_images.tar")) as t, \
+            tarfile.open(archive, "w", format=tarfile.GNU_FORMAT) as o:
+        for m in t:
+            data = t.extractfile(m).read() if m.isfile() else None
+            if m.name == "manifest.json":
+                manifest = json.loads(data)
+                for section, repo_tags in zip(manifest, tags):
+                    section["RepoTags"] = repo_tags
+                data = json.dumps(manifest).encode()
+                m.size = len(data)
+            o.addfile(m, io.BytesIO(data) if data is not None else None)
+    return archive

@@ -19,7 +19,7 @@ import zlib
 
 import expect
 import fixtures
-from harness import assert_error, layersplit, snapshot, split
+from harness import assert_error, layersplit, snapshot, split, with_repo_tags
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -173,22 +173,6 @@ def test_platforms_under_one_name_become_an_image_index(tmp):
         config = json.loads(skopeo("--override-arch", arch, "inspect", "--config",
                                    "oci:%s:1.0" % (tmp / "out")))
         assert config["architecture"] == arch, "asked for %s, skopeo got %s" % (arch, config["architecture"])
-
-
-def with_repo_tags(archive, *tags):
-    """legacy_two_images.tar with manifest.json's RepoTags replaced."""
-    with tarfile.open(fixtures.path("legacy_two_images.tar")) as t, \
-            tarfile.open(archive, "w", format=tarfile.GNU_FORMAT) as o:
-        for m in t:
-            data = t.extractfile(m).read() if m.isfile() else None
-            if m.name == "manifest.json":
-                manifest = json.loads(data)
-                for section, repo_tags in zip(manifest, tags):
-                    section["RepoTags"] = repo_tags
-                data = json.dumps(manifest).encode()
-                m.size = len(data)
-            o.addfile(m, io.BytesIO(data) if data is not None else None)
-    return archive
 
 
 def test_familiar_names_are_written_in_full_for_containerd(tmp):

@@ -73,6 +73,10 @@ def test_every_bundled_policy_is_documented_and_runs_by_name(tmp):
         name = p.stem
         assert name in usage, "--help does not name the %s policy" % name
         assert "| `%s`" % name in scripting, "SCRIPTING.md's table lacks the %s policy" % name
+        if name == "push":   # needs a registry: runs by name under `layersplit push` (test_push)
+            assert_error(layersplit("--policy", name, fixtures.path("legacy_symlink.tar"), tmp / name),
+                         2, ["layersplit push"])
+            continue
         split(fixtures.path("legacy_symlink.tar"), tmp / name, "-q", "--policy", name)
 
 
@@ -229,6 +233,31 @@ def test_example_site_extract_writes_the_final_views_os_release_and_docs(tmp):
     assert "docs=yes" in text and "max_file_size=4M" in text, text
     assert_error(layersplit("--policy", policy, "--set", "paths=**", fixtures.path("legacy_symlink.tar"),
                             tmp / "x"), 2, ["unknown setting", "docs, max_file_size"])
+
+
+@runs("push-mirror.lua")
+def test_example_push_mirror_pushes_the_same_image_to_two_registries(tmp):
+    from registry import Registry, skopeo_inspect_raw
+    archive = fixtures.path("podman_two_images.tar")
+    with Registry(tmp) as first, Registry(tmp) as second:
+        env = dict(os.environ, HOME=str(tmp), XDG_CACHE_HOME=str(tmp / "cache"))
+        p = subprocess.run([binary(), "push", "--tls-verify=false", "--json",
+                            "--policy", EXAMPLES / "push-mirror.lua",
+                            "--set", "mirror=%s/mirror/x" % second.host,
+                            archive, "%s/team/app" % first.host],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=120)
+        assert p.returncode == 0, p.stderr.decode()
+        doc = json.loads(p.stdout)
+        refs = sorted("%s:%s" % (x["repository"], x["tag"]) for x in doc["pushed"])
+        assert refs == sorted("%s/%s:%s" % (h, r, t) for h, r in ((first.host, "team/app"),
+                              (second.host, "mirror/x")) for t in ("base", "second")), refs
+        for tag in ("base", "second"):
+            a = skopeo_inspect_raw("%s/team/app:%s" % (first.host, tag))
+            b = skopeo_inspect_raw("%s/mirror/x:%s" % (second.host, tag))
+            assert a == b
+            model = [img for img in expect.Archive(archive).images if "example.com/app:" + tag in img.tags][0]
+            assert json.loads(a)["config"]["digest"] == "sha256:" + sha256(model.config)
+        assert second.count("PATCH") == 0     # the mirror gets whole blobs from the spool
 
 
 def test_every_example_is_run_by_a_test(tmp):

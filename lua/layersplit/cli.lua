@@ -10,6 +10,7 @@ local cli = {}
 
 cli.usage = [[
 usage: layersplit [OPTIONS] ARCHIVE|- OUTDIR
+       layersplit push [OPTIONS] [PUSH OPTIONS] ARCHIVE|- DEST
        layersplit run SCRIPT.lua [ARGS...]
        layersplit repl [ARCHIVE]
 
@@ -51,6 +52,29 @@ options:
   -h, --help          this help
   --version           the version, and the compression libraries' versions
 
+"push" streams the image(s) straight into a registry in the same single
+pass: each layer is compressed (the same bytes as OUTDIR's files) and
+uploaded as it streams past, then the configs and manifests are pushed.
+DEST is [docker://]HOST[:PORT]/PATH[:TAG]; with no TAG the images keep their
+own tags (else latest); an archive of several images needs a DEST without a
+tag, a prefix under which each keeps its repository path.
+
+push options:
+  --format F          manifests: docker (schema 2, the default) or oci
+  --creds USER:PASSWORD  credentials for the registry (else --authfile,
+                      $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,
+                      ~/.docker/config.json and their credential helpers)
+  --authfile FILE     a docker config.json / containers auth.json to use
+  --cert-dir DIR      TLS: *.crt CA certificates, NAME.cert + NAME.key client
+  --tls-verify=false  allow plain http and unverified TLS (default true)
+  --retry-times N     retries of a failed request or upload (default 3)
+  --timeout SECONDS   give up on a connection that does not connect, or
+                      moves no byte, for that long (default 30)
+  --cache DIR         blob-info cache (default ${XDG_CACHE_HOME:-~/.cache}/layersplit)
+  --spool DIR         where each layer is spooled for retries (default $TMPDIR)
+  --out DIR           also write the OUTDIR files into DIR in the same pass
+  --trace             also one line per HTTP request: method, path, status
+
 "run" runs a Lua script with the layersplit modules loaded (`arg` as in lua;
 the script's return value, if an integer, is the exit status).  "repl" is a
 Lua prompt with the modules as globals (layersplit, archive, gzip, digest, fs,
@@ -84,7 +108,20 @@ local options = {
 	["help"] = {"help", false},
 	["h"] = {"help", false},
 	["version"] = {"version", false},
+	["format"] = {"format", true},
+	["creds"] = {"creds", true},
+	["authfile"] = {"authfile", true},
+	["cert-dir"] = {"cert_dir", true},
+	["tls-verify"] = {"tls_verify", true},
+	["retry-times"] = {"retry_times", true},
+	["cache"] = {"cache", true},
+	["spool"] = {"spool", true},
+	["out"] = {"out", true},
+	["timeout"] = {"timeout", true},
 }
+
+local push_only = {"format", "creds", "authfile", "cert_dir", "tls_verify", "retry_times",
+	"cache", "spool", "out", "timeout"}
 
 local function usage_error(what, why)
 	raise("usage", what, (why or "") .. " (see layersplit --help)")
@@ -189,6 +226,11 @@ function cli.validate(opts)
 	if #opts.positional ~= 2 then
 		usage_error("arguments", "expected ARCHIVE (or -) and OUTDIR")
 	end
+	for _, key in ipairs(push_only) do
+		if opts[key] ~= nil then
+			usage_error("--" .. key:gsub("_", "-"), "is a push option")
+		end
+	end
 	opts.input, opts.outdir = opts.positional[1], opts.positional[2]
 	return cli.validate_run(opts)
 end
@@ -217,6 +259,35 @@ function cli.validate_run(opts)
 		usage_error("--progress " .. opts.progress, "expected auto, always or never")
 	end
 	return opts
+end
+
+-- Checks the options of a push and fills in the defaults.
+function cli.validate_push(opts)
+	if #opts.positional ~= 2 then
+		usage_error("push arguments", "expected ARCHIVE (or -) and DEST")
+	end
+	opts.input, opts.destination = opts.positional[1], opts.positional[2]
+	opts.outdir = opts.out
+	opts.policy = opts.policy or "push"
+	opts.format = opts.format or "docker"
+	if opts.format ~= "docker" and opts.format ~= "oci" then
+		usage_error("--format " .. opts.format, "expected docker or oci")
+	end
+	if opts.tls_verify == nil or opts.tls_verify == "true" then
+		opts.tls_verify = true
+	elseif opts.tls_verify == "false" then
+		opts.tls_verify = false
+	else
+		usage_error("--tls-verify " .. opts.tls_verify, "expected true or false")
+	end
+	opts.retry_times = parse_integer("retry-times", opts.retry_times or "3", 0, 100)
+	opts.timeout = parse_integer("timeout", opts.timeout or "30", 1, 3600)
+	opts.cache = opts.cache or require("layersplit.blobcache").default_dir()
+	if opts.creds then
+		require("layersplit.credentials").parse_creds(opts.creds)
+	end
+	require("layersplit.policies.push").parse(opts.destination)
+	return cli.validate_run(opts)
 end
 
 local function human_bytes(n)
@@ -292,8 +363,60 @@ local function json_summary(ctx)
 	return json.encode(out) .. "\n"
 end
 
+-- Runs the job, then prints the --json summary, or the summary line(ctx)
+-- unless --quiet.
+local function run_job(opts, line)
+	if opts.max_memory then
+		host.set_memory_limit(opts.max_memory)
+	end
+	local ctx = require("layersplit.driver").run(opts)
+	if opts.json then
+		io.stdout:write(json_summary(ctx))
+	elseif not opts.quiet then
+		line(ctx)
+	end
+	return 0
+end
+
+-- One line on stderr for a push.
+local function push_summary(ctx)
+	local s = ctx.summary
+	local c = s.layer_counts or {}
+	local images = image_count(s)
+	local parts = {
+		string.format("%d image%s", images, images == 1 and "" or "s"),
+		string.format("%d layer%s (%d pushed, %d skipped, %d mounted)", s.layers or 0,
+			s.layers == 1 and "" or "s", c.pushed or 0, c.skipped or 0, c.mounted or 0),
+	}
+	if s.bytes_in then
+		parts[#parts + 1] = human_bytes(s.bytes_in) .. " read"
+	end
+	if s.seconds then
+		parts[#parts + 1] = string.format("in %.2f s", s.seconds)
+	end
+	io.stderr:write("layersplit: push ", ctx.options.destination, ": ",
+		table.concat(parts, ", "), "\n")
+	for _, p in ipairs(s.pushed or {}) do
+		io.stderr:write("layersplit: pushed ", p.repository, ":", p.tag, " ", p.digest, "\n")
+	end
+end
+
+-- layersplit push [OPTIONS] ARCHIVE|- DEST
+function cli.push(args)
+	local opts = cli.parse(table.move(args, 2, #args, 1, {}))
+	host.set_verbose(opts.verbose)
+	if opts.help then
+		io.stdout:write(cli.usage)
+		return 0
+	end
+	cli.validate_push(opts)
+	return run_job(opts, push_summary)
+end
+
 function cli.main(args)
-	if args[1] == "run" then
+	if args[1] == "push" then
+		return cli.push(args)
+	elseif args[1] == "run" then
 		return cli.run_script(args)
 	elseif args[1] == "repl" then
 		return cli.repl(args)
@@ -313,16 +436,7 @@ function cli.main(args)
 		return 0
 	end
 	cli.validate(opts)
-	if opts.max_memory then
-		host.set_memory_limit(opts.max_memory)
-	end
-	local ctx = require("layersplit.driver").run(opts)
-	if opts.json then
-		io.stdout:write(json_summary(ctx))
-	elseif not opts.quiet then
-		summary(ctx)
-	end
-	return 0
+	return run_job(opts, summary)
 end
 
 -- layersplit run SCRIPT [ARGS]: a script with the modules loaded; `arg` as in lua.

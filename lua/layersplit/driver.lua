@@ -74,12 +74,14 @@ function Context:path(name)
 	return fs.join(self.stage, name)
 end
 
--- A gzip writer for `name` in the staging directory, with the run's options.
-function Context:gzip_writer(name)
+-- A gzip writer for `name` in the staging directory, with the run's options;
+-- sinks, if given, also get the gzip bytes.
+function Context:gzip_writer(name, sinks)
 	return check(gzip.writer(self:path(name), {
 		level = self.options.level,
 		engine = self.options.engine,
 		threads = self.options.jobs,
+		sinks = sinks,
 	}))
 end
 
@@ -174,25 +176,34 @@ local function check_summary(summary)
 end
 
 -- opts: input, outdir, policy, level, engine, jobs, v2metadata, settings,
--- trace, verbose, quiet, progress.  Returns the context (its summary for the
+-- trace, verbose, quiet, progress.  Without outdir (a push without --out)
+-- the files are staged in a private directory under opts.spool (default
+-- $TMPDIR) and removed at the end.  Returns the context (its summary for the
 -- caller).  on_context, if given, is called with the context as soon as it
 -- is made (the REPL's run_policy keeps it, also when the run fails).
 function driver.run(opts, on_context)
 	local started = progress.clock()
 	local policy = driver.load_policy(opts.policy)
 	local values = settings.resolve(policy, opts.policy, given_settings(opts))
-	local stage = check(fs.stage(opts.outdir))
+	local spool = opts.spool or os.getenv("TMPDIR")
+	spool = spool and spool ~= "" and spool or "/tmp"
+	local stage = check(fs.stage(opts.outdir or fs.join(spool, "layersplit-spool")))
+	local ctx
 	-- The binary also removes an uncommitted stage at exit; in plain Lua
-	-- (the rock) only this does.
-	local committed = false
-	local discard <close> = setmetatable({}, {__close = function()
+	-- (the rock) only this does.  A failed run first lets the policy undo
+	-- what it started outside (policy.abort: open uploads).
+	local committed, finished = false, false
+	local discard <close> = setmetatable({}, {__close = function(_, err)
+		if not finished and ctx and policy.abort then
+			pcall(policy.abort, ctx, err)
+		end
 		if not committed then
 			pcall(fs.discard, stage)
 		end
 	end})
 	local reader <close> = check(open_input(opts))
 	local meter <close> = start_progress(opts, reader)
-	local ctx = setmetatable({
+	ctx = setmetatable({
 		options = opts,
 		settings = values,
 		input = opts.input,
@@ -242,8 +253,11 @@ function driver.run(opts, on_context)
 	check_summary(ctx.summary)
 	ctx.summary.bytes_in = reader:bytes_in()
 	reader:close()
-	check(fs.commit(stage, opts.outdir))
-	committed = true
+	if opts.outdir then
+		check(fs.commit(stage, opts.outdir))
+		committed = true
+	end
+	finished = true
 	if meter then
 		meter:stop()
 	end

@@ -167,8 +167,16 @@ local function stream_layer(self, entry, kind, visit)
 	local layer_id = image.layer_id(entry.path)
 	local name = staged_name(self, layer_id)
 	local record = {path = entry.path, layer_id = layer_id, file = name, kind = kind}
+	-- store.on_layer(entry, kind, layer_id), if set: more sinks for the
+	-- layer's gzip bytes as they are written, and a function called with the
+	-- finished record (record.streamed_digest: the digest of those bytes).
+	local tee, done = {}, nil
+	if self.on_layer then
+		tee, done = self.on_layer(entry, kind, layer_id)
+		tee = tee or {}
+	end
 	if kind == "tar" then
-		local w = ctx:gzip_writer(name)
+		local w = ctx:gzip_writer(name, tee)
 		feed(reader, visit, w)
 		local result = check(w:close())
 		record.diff_id = "sha256:" .. result.in_sha256
@@ -179,11 +187,12 @@ local function stream_layer(self, entry, kind, visit)
 		local file = check(fs.writer(ctx:path(name)))
 		local compressed, uncompressed = digest.sha256(), digest.sha256()
 		local inflater = gzip.inflater(uncompressed)
-		feed(reader, visit, file, compressed, inflater)
+		feed(reader, visit, file, compressed, inflater, table.unpack(tee))
 		record.out_size = check(file:close())
 		local info = check(inflater:close())
 		record.diff_id = "sha256:" .. uncompressed:hex()
 		record.digest, record.size = compressed:hex(), info.out_size
+		record.streamed_digest = record.digest
 		record.kept = true
 		self.files[name] = record
 		if info.members ~= 1 then
@@ -192,7 +201,7 @@ local function stream_layer(self, entry, kind, visit)
 	else
 		local nested <close> = check(reader:nested({format = "raw"}))
 		check(nested:next())
-		local w = ctx:gzip_writer(name)
+		local w = ctx:gzip_writer(name, tee)
 		feed(nested, visit, w)
 		local result = check(w:close())
 		check(nested:close())
@@ -203,6 +212,10 @@ local function stream_layer(self, entry, kind, visit)
 	end
 	self.files[record.file] = record
 	self.blobs[entry.path] = record
+	record.streamed_digest = record.streamed_digest or record.digest
+	if done then
+		done(record)
+	end
 	return "layer " .. kind .. (record.kept and ", kept" or ", compressed")
 end
 

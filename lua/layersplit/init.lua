@@ -8,4 +8,6 @@ return {
 	errors = require "layersplit.errors",
 	image = require "layersplit.image",
 	settings = require "layersplit.settings",
+	registry = require "layersplit.registry",
+	client = require "layersplit.client",
 }

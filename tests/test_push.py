@@ -1,0 +1,283 @@
+"""layersplit push against a real registry (Debian's docker-registry on
+loopback, one per test module): every corpus layout pushed from a pipe is
+read back by skopeo with the config's diff_ids and the very layer digests
+the file mode writes in the same test; the config is pushed as its own
+bytes; a second push sends no layer bytes; known blobs are HEAD-checked or
+cross-mounted; --out writes the file mode's files in the same pass."""
+import functools
+import gzip
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import fixtures
+from harness import assert_error, binary, split, with_repo_tags
+from registry import Registry, skopeo_copy_to_oci, skopeo_inspect_config, skopeo_inspect_raw
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+_registry = None
+
+
+def with_registry(fn):
+    """Runs the test with a registry of its own, stopped by PID at its end."""
+    @functools.wraps(fn)
+    def run(tmp):
+        global _registry
+        with Registry(tmp) as reg:
+            _registry = reg
+            try:
+                fn(tmp)
+            finally:
+                _registry = None
+    return run
+
+
+def registry():
+    return _registry
+
+
+def sha256(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def push(tmp, archive, dest, *options, pipe=True, env=None, timeout=120):
+    """layersplit push [options] ARCHIVE|- DEST with a cache and HOME of the
+    test's own; the completed process (err: stderr text)."""
+    e = dict(os.environ, HOME=str(tmp), XDG_CACHE_HOME=str(tmp / "cache"))
+    e.pop("REGISTRY_AUTH_FILE", None)
+    e.pop("XDG_RUNTIME_DIR", None)
+    e.update(env or {})
+    argv = [binary(), "push", "--tls-verify=false"] + [str(o) for o in options]
+    if pipe:
+        data = Path(archive).read_bytes()
+        p = subprocess.run(argv + ["-", dest], input=data, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env=e, timeout=timeout)
+    else:
+        p = subprocess.run(argv + [str(archive), dest], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e, timeout=timeout)
+    p.err = p.stderr.decode(errors="replace")
+    return p
+
+
+def pushed(tmp, archive, dest, *options, **kw):
+    p = push(tmp, archive, dest, "--json", *options, **kw)
+    assert p.returncode == 0, "exit %d: %s" % (p.returncode, p.err.strip())
+    return json.loads(p.stdout)
+
+
+def split_reference(ref):
+    """As the push rules read an archive's reference: (name without a
+    registry host or None for a bare OCI ref name, tag)."""
+    last = ref.rsplit("/", 1)[-1]
+    name, tag = ref, None
+    if ":" in last:
+        name, tag = ref.rsplit(":", 1)
+    elif "/" not in ref:
+        return None, ref
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        name = rest
+    return name, tag or "latest"
+
+
+def file_mode(tmp, archive):
+    """The file mode's output for archive: [(repo_tags, config bytes,
+    [(diff_id, digest)])] per manifest.json section."""
+    out = tmp / ("files-" + Path(archive).name)
+    split(archive, out)
+    manifest = json.loads((out / "manifest.json").read_bytes())
+    digests = json.loads((out / "digests.json").read_bytes())
+    images = []
+    for section, mapping in zip(manifest, digests):
+        config = (out / section["Config"]).read_bytes()
+        diff_ids = json.loads(config)["rootfs"]["diff_ids"]
+        layers = [(d, "sha256:" + mapping[d]["digest"]) for d in diff_ids]
+        images.append((section["RepoTags"] or [], config, layers))
+    return images
+
+
+def expected_references(repository, images):
+    """{reference under repository: [indexes of the images pushed there]}."""
+    names = {split_reference(t)[0] for tags, _, _ in images for t in tags} - {None}
+    refs = {}
+    for i, (tags, _, _) in enumerate(images):
+        for t in tags or ["latest"]:
+            name, tag = split_reference(t)
+            repo = repository + "/" + name if len(names) > 1 else repository
+            refs.setdefault("%s:%s" % (repo, tag), []).append(i)
+    return refs
+
+
+def check_image(ref, manifest, config, layers):
+    """manifest (at ref) names config by its own digest and the layers by the
+    file mode's digests, in diff_id order."""
+    assert manifest["config"]["digest"] == sha256(config), ref
+    assert manifest["config"]["size"] == len(config)
+    assert [l["digest"] for l in manifest["layers"]] == [d for _, d in layers], ref
+
+
+def check_pushed(tmp, archive, repository, images):
+    reg = registry()
+    for ref, which in expected_references(reg.host + "/" + repository, images).items():
+        raw = skopeo_inspect_raw(ref)
+        doc = json.loads(raw)
+        if len(which) == 1:
+            assert doc["mediaType"] == DOCKER_MANIFEST, (ref, doc)
+            _, config, layers = images[which[0]]
+            check_image(ref, doc, config, layers)
+            assert skopeo_inspect_config(ref)["rootfs"]["diff_ids"] == [d for d, _ in layers]
+        else:
+            assert doc["mediaType"] == DOCKER_LIST, (ref, doc)
+            assert len(doc["manifests"]) == len(which)
+            for entry, i in zip(doc["manifests"], which):
+                assert entry["platform"]["architecture"], entry
+                sub = json.loads(skopeo_inspect_raw(ref.rsplit(":", 1)[0] + "@" + entry["digest"]))
+                _, config, layers = images[i]
+                check_image(ref, sub, config, layers)
+
+
+@with_registry
+def test_every_layout_round_trips_from_a_pipe(tmp):
+    """Each image reads back with the file mode's layer digests, its own
+    config bytes and, through skopeo copy, layers whose content is the
+    config's diff_ids."""
+    for name in fixtures.LAYOUTS:
+        archive = fixtures.path(name)
+        repository = "layouts/" + name.split(".")[0].replace("_", "-")
+        images = file_mode(tmp, archive)
+        pushed(tmp, archive, "%s/%s" % (registry().host, repository))
+        check_pushed(tmp, archive, repository, images)
+
+
+@with_registry
+def test_skopeo_copies_a_pushed_image_with_the_config_diff_ids(tmp):
+    archive = fixtures.path("docker25_containerd.tar")
+    images = file_mode(tmp, archive)
+    ref = "%s/copy/ctr:1.0" % registry().host
+    pushed(tmp, archive, ref)
+    oci = skopeo_copy_to_oci(ref, tmp / "oci")
+    index = json.loads((oci / "index.json").read_bytes())
+    manifest = json.loads((oci / "blobs/sha256" / index["manifests"][0]["digest"][7:]).read_bytes())
+    _, config, layers = images[0]
+    got = []
+    for layer in manifest["layers"]:
+        blob = (oci / "blobs/sha256" / layer["digest"][7:]).read_bytes()
+        assert sha256(blob) == layer["digest"]
+        got.append(sha256(gzip.decompress(blob)))
+    assert got == [d for d, _ in layers]
+    # skopeo rewrites a Docker config as an OCI one: the content is the same
+    copied = json.loads((oci / "blobs/sha256" / manifest["config"]["digest"][7:]).read_bytes())
+    assert copied["rootfs"] == json.loads(config)["rootfs"]
+
+
+@with_registry
+def test_push_from_a_file_equals_push_from_a_pipe(tmp):
+    archive = fixtures.path("legacy_symlink.tar")
+    a = pushed(tmp, archive, "%s/from/pipe:1" % registry().host)
+    b = pushed(tmp, archive, "%s/from/file:1" % registry().host, pipe=False)
+    assert [p["digest"] for p in a["pushed"]] == [p["digest"] for p in b["pushed"]]
+
+
+@with_registry
+def test_oci_format_pushes_oci_media_types(tmp):
+    archive = fixtures.path("oci_platforms.tar")
+    images = file_mode(tmp, archive)
+    ref = "%s/oci/multi:1.0" % registry().host
+    pushed(tmp, archive, ref, "--format", "oci")
+    index = json.loads(skopeo_inspect_raw(ref))
+    assert index["mediaType"] == OCI_INDEX
+    assert sorted(m["platform"]["architecture"] for m in index["manifests"]) == ["amd64", "arm64"]
+    for entry, (_, config, layers) in zip(index["manifests"], images):
+        assert entry["mediaType"] == OCI_MANIFEST
+        sub = json.loads(skopeo_inspect_raw("%s/oci/multi@%s" % (registry().host, entry["digest"])))
+        assert sub["mediaType"] == OCI_MANIFEST
+        assert {l["mediaType"] for l in sub["layers"]} == {OCI_LAYER}
+        check_image(ref, sub, config, layers)
+
+
+@with_registry
+def test_second_push_sends_no_layer_bytes(tmp):
+    """Layers known from the cache (tar layers) or by name (gzip blobs) are
+    HEAD-checked, not sent: no PATCH and no PUT of a blob the second time."""
+    reg = registry()
+    for name in ("legacy_symlink.tar", "podman_two_images.tar", "docker25_containerd.tar"):
+        archive = fixtures.path(name)
+        dest = "%s/again/%s" % (reg.host, name.split(".")[0].replace("_", "-"))
+        first = pushed(tmp, archive, dest)
+        assert first["layer_counts"]["pushed"] > 0, first
+        before = reg.requests()
+        second = pushed(tmp, archive, dest)
+        new = reg.requests()[len(before):]
+        assert [r for r in new if r.method == "PATCH"] == [], new
+        assert [r for r in new if r.method == "PUT" and "/blobs/" in r.path] == [], new
+        assert any(r.method == "HEAD" for r in new), new
+        assert second["layer_counts"]["pushed"] == 0, second
+        assert [p["digest"] for p in first["pushed"]] == [p["digest"] for p in second["pushed"]]
+
+
+@with_registry
+def test_blobs_in_another_repository_are_mounted(tmp):
+    reg = registry()
+    archive = fixtures.path("podman_dup.tar")
+    pushed(tmp, archive, "%s/mount/source:1" % reg.host)
+    before = len(reg.requests())
+    doc = pushed(tmp, archive, "%s/mount/target:1" % reg.host)
+    new = reg.requests()[before:]
+    assert doc["layer_counts"]["mounted"] > 0 and doc["layer_counts"]["pushed"] == 0, doc
+    assert not [r for r in new if r.method == "PATCH"], new
+    statuses = {l["status"] for img in doc["images"] for l in img["layers"]}
+    assert statuses == {"mounted"}, statuses
+
+
+@with_registry
+def test_several_images_go_under_a_prefix(tmp):
+    """Each keeps its path minus a registry host: example.com/team/app:1.0
+    -> DEST/team/app:1.0, ubuntu:22.04 -> DEST/ubuntu:22.04."""
+    reg = registry()
+    archive = with_repo_tags(tmp / "names.tar", ["example.com/team/app:1.0"],
+                             ["ubuntu:22.04", "localhost/tools/x:2"])
+    images = file_mode(tmp, archive)
+    doc = pushed(tmp, archive, "%s/prefix" % reg.host)
+    refs = sorted("%s:%s" % (p["repository"], p["tag"]) for p in doc["pushed"])
+    assert refs == ["%s/prefix/%s" % (reg.host, r) for r in ("team/app:1.0", "tools/x:2", "ubuntu:22.04")], refs
+    check_pushed(tmp, archive, "prefix", images)
+
+
+@with_registry
+def test_several_images_and_a_tag_is_a_usage_error(tmp):
+    p = push(tmp, fixtures.path("docker25_classic.tar"), "%s/prefix:1.0" % registry().host)
+    assert_error(p, 2, ["prefix", "tag"])
+
+
+@with_registry
+def test_out_also_writes_the_file_mode_files(tmp):
+    archive = fixtures.path("legacy_two_images.tar")
+    split(archive, tmp / "files")
+    pushed(tmp, archive, "%s/withfiles" % registry().host, "--out", tmp / "out")
+    for name in ("manifest.json", "digests.json", "repositories"):
+        assert (tmp / "out" / name).read_bytes() == (tmp / "files" / name).read_bytes(), name
+    assert sorted(os.listdir(tmp / "out")) == sorted(os.listdir(tmp / "files"))
+
+
+@with_registry
+def test_bad_destinations_are_usage_errors(tmp):
+    archive = fixtures.path("podman_dup.tar")
+    for dest in ("app", "127.0.0.1:5000/UPPER", "127.0.0.1:5000/app@sha256:00", "127.0.0.1:5000/a:b:c"):
+        assert_error(push(tmp, archive, dest), 2, ["destination"])
+
+
+@with_registry
+def test_spool_is_removed(tmp):
+    spool = tmp / "spool"
+    spool.mkdir()
+    pushed(tmp, fixtures.path("podman_dup.tar"), "%s/spool:1" % registry().host, "--spool", spool)
+    assert os.listdir(spool) == []
