@@ -57,24 +57,61 @@ print("failed", err.class)
 """
 
 
-def build_rock(tmp):
-    """luarocks make into tmp/tree from a copy of the sources (builtin builds
-    put their objects beside the sources).  Returns (LUA_PATH, LUA_CPATH)."""
+def tree_files(d):
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*")
+                  if ".git" not in p.relative_to(d).parts)
+
+
+def build_rock(tmp, isal=False):
+    """The conventional command, from the top of a copy of the repository's
+    files (a git repository of its own): `luarocks --lua-version 5.4 make
+    --tree TREE rocks/layersplit-scm-1.rockspec`.  Checks that it leaves
+    `git status` clean and writes nothing but build/.  Returns (tree,
+    (LUA_PATH, LUA_CPATH))."""
     src = tmp / "src-copy"
-    for d in ("src", "lua", "rocks"):
-        shutil.copytree(REPO / d, src / d)
-    tree = tmp / "tree"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, stdout=subprocess.PIPE,
+                           check=True).stdout.decode().split("\0")
+    for f in filter(None, files):
+        if (REPO / f).is_file():
+            (src / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, src / f)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "copy"]):
+        subprocess.run(git + cmd, cwd=src, check=True, stdout=subprocess.DEVNULL)
+    before = tree_files(src)
+    tree = tmp / ("tree-isal" if isal else "tree")
     luarocks = ["luarocks", "--lua-version", "5.4", "--tree", str(tree)]
-    # --deps-mode=none: lua-cjson comes from the system (Debian lua-cjson).
-    p = subprocess.run(luarocks + ["make", "--deps-mode=none", "layersplit-scm-1.rockspec"],
-                       cwd=src / "rocks", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       timeout=600)
+    env = {k: v for k, v in os.environ.items() if k != "ISAL"}
+    if isal:
+        env["ISAL"] = "1"
+    p = subprocess.run(["luarocks", "--lua-version", "5.4", "make", "--tree", str(tree),
+                        "rocks/layersplit-scm-1.rockspec"], cwd=src, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
     assert p.returncode == 0, "luarocks make failed:\n" + p.stdout.decode()[-3000:]
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=src, stdout=subprocess.PIPE,
+                            check=True).stdout.decode()
+    assert status == "", "git status after luarocks make:\n" + status
+    added = [f for f in tree_files(src) if f not in before and f != "build"
+             and not f.startswith("build/")]
+    assert added == [], "luarocks make wrote outside build/: %r" % added
     paths = []
     for flag in ("--lr-path", "--lr-cpath"):
         q = subprocess.run(luarocks + ["path", flag], stdout=subprocess.PIPE, check=True)
         paths.append(q.stdout.decode().strip() + ";;")   # ";;": then lua's defaults
     return tree, paths
+
+
+def test_rock_with_isal_has_the_isal_engine(tmp):
+    tree, (lua_path, lua_cpath) = build_rock(tmp, isal=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUA_")}
+    env.update(LUA_PATH=lua_path, LUA_CPATH=lua_cpath)
+    p = subprocess.run(["lua5.4", "-e", "local gzip = require 'layersplit.gzip'; "
+                        "print(table.concat(gzip.engines(), ','), "
+                        "package.searchpath('layersplit.gzip', package.cpath))"],
+                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    engines, where = p.stdout.decode().split()
+    assert "isal" in engines.split(",") and where.startswith(str(tree)), p.stdout
 
 
 def test_rock_builds_and_plain_lua_splits_a_real_archive(tmp):
