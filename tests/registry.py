@@ -160,13 +160,14 @@ TLS = collections.namedtuple("TLS", "ca_cert ca_key cert key client_cert client_
 
 def make_tls(directory):
     """A test CA, a server certificate for 127.0.0.1 and localhost, and a
-    client certificate, all signed by that CA, made with openssl into
+    client certificate, all signed by that CA (P-256 keys), made with openssl into
     directory.  Returns TLS(ca_cert, ca_key, cert, key, client_cert, client_key)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     t = TLS(*(d / n for n in ("ca.crt", "ca.key", "server.crt", "server.key",
                               "client.cert", "client.key")))
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", t.ca_key,
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]   # fast to make
+    _openssl("req", "-x509", *ec, "-nodes", "-keyout", t.ca_key,
              "-out", t.ca_cert, "-days", "2", "-subj", "/CN=layersplit test CA",
              "-addext", "basicConstraints=critical,CA:TRUE",
              "-addext", "keyUsage=critical,keyCertSign,cRLSign")
@@ -177,7 +178,7 @@ def make_tls(directory):
              "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n")):
         csr, extfile = d / (key.name + ".csr"), d / (key.name + ".ext")
         extfile.write_text(ext)
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+        _openssl("req", *ec, "-nodes", "-keyout", key, "-out", csr,
                  "-subj", "/CN=" + cn)
         _openssl("x509", "-req", "-in", csr, "-CA", t.ca_cert, "-CAkey", t.ca_key,
                  "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", extfile)
