@@ -49,14 +49,15 @@ def sha256(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def push(tmp, archive, dest, *options, pipe=True, env=None, timeout=120):
+def push(tmp, archive, dest, *options, pipe=True, env=None, timeout=120, verify=False):
     """layersplit push [options] ARCHIVE|- DEST with a cache and HOME of the
-    test's own; the completed process (err: stderr text)."""
+    test's own (and --tls-verify=false unless verify); the completed process
+    (err: stderr text)."""
     e = dict(os.environ, HOME=str(tmp), XDG_CACHE_HOME=str(tmp / "cache"))
     e.pop("REGISTRY_AUTH_FILE", None)
     e.pop("XDG_RUNTIME_DIR", None)
     e.update(env or {})
-    argv = [binary(), "push", "--tls-verify=false"] + [str(o) for o in options]
+    argv = [binary(), "push"] + ([] if verify else ["--tls-verify=false"]) + [str(o) for o in options]
     if pipe:
         data = Path(archive).read_bytes()
         p = subprocess.run(argv + ["-", dest], input=data, stdout=subprocess.PIPE,

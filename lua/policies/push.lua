@@ -134,15 +134,17 @@ local function on_layer(ctx, entry, kind, layer_id)
 	local up, location = c:stream(repository)
 	ctx.uploads[up] = location
 	return {up}, function(record)
-		ctx.uploads[up] = nil
 		local d = "sha256:" .. record.digest
 		if record.streamed_digest ~= record.digest then
 			-- rewritten as one member after streaming: finish sends the file
+			ctx.uploads[up] = nil
 			up:cancel()
 			c:cancel(repository, location)
 			return
 		end
+		-- still open (for abort) until the registry has answered
 		local ok, why = c:finish_stream(repository, up, d)
+		ctx.uploads[up] = nil
 		if ok then
 			note(ctx, c, repository, d, "pushed")
 		else
