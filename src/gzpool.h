@@ -22,7 +22,8 @@ enum slot_state { SLOT_FREE, SLOT_FILLING, SLOT_READY, SLOT_DONE };
 
 struct slot {
 	unsigned char *in; /* gz->dict bytes of history, then up to gz->block of
-			    * data; allocated when first used */
+			    * data; grown as data comes, up to in_cap */
+	size_t in_cap;
 	size_t dict_len, len;
 	int last;
 	enum slot_state state;

@@ -25,6 +25,7 @@
 #include "sink.h"
 
 #define WAIT_NS (100 * 1000 * 1000) /* how often waits look at ls_interrupted */
+#define SMALL (16 * 1024) /* a slot's first buffer */
 
 static void fail(struct ls_gzwrite *gz, const char *class, const char *fmt, ...)
 {
@@ -55,6 +56,93 @@ static void timed_wait(struct ls_gzwrite *gz, pthread_cond_t *cv)
 	(void)pthread_cond_timedwait(cv, &gz->mu, &ts);
 }
 
+/* Kept from one writer to the next: an engine state, for the layers of a
+ * single block the caller compresses itself, and one slot's buffers, so a
+ * run of many small layers sets up neither for each. */
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static const struct ls_deflate_engine *cache_eng;
+static int cache_level;
+static void *cache_state;
+static struct slot cache_slot;
+
+/* Gives empty slot s the kept buffers, if any. */
+static void slot_take(struct slot *s)
+{
+	pthread_mutex_lock(&cache_mu);
+	s->in = cache_slot.in;
+	s->in_cap = cache_slot.in_cap;
+	s->out = cache_slot.out;
+	memset(&cache_slot, 0, sizeof(cache_slot));
+	pthread_mutex_unlock(&cache_mu);
+}
+
+/* Keeps s's buffers if none are kept, else frees them. */
+static void slot_put(struct slot *s)
+{
+	pthread_mutex_lock(&cache_mu);
+	if (cache_slot.in == NULL && s->in != NULL) {
+		cache_slot.in = s->in;
+		cache_slot.in_cap = s->in_cap;
+		cache_slot.out = s->out;
+		s->in = NULL;
+		s->out.data = NULL;
+	}
+	pthread_mutex_unlock(&cache_mu);
+	free(s->in);
+	free(s->out.data);
+}
+
+static void *engine_take(const struct ls_deflate_engine *eng, int level)
+{
+	void *e = NULL;
+
+	pthread_mutex_lock(&cache_mu);
+	if (cache_state != NULL && cache_eng == eng && cache_level == level) {
+		e = cache_state;
+		cache_state = NULL;
+	}
+	pthread_mutex_unlock(&cache_mu);
+	return e != NULL ? e : eng->open(level);
+}
+
+static void engine_put(const struct ls_deflate_engine *eng, int level, void *e)
+{
+	const struct ls_deflate_engine *old_eng;
+	void *old;
+
+	pthread_mutex_lock(&cache_mu);
+	old_eng = cache_eng;
+	old = cache_state;
+	cache_eng = eng;
+	cache_level = level;
+	cache_state = e;
+	pthread_mutex_unlock(&cache_mu);
+	if (old != NULL)
+		old_eng->close(old);
+}
+
+/* Caller: makes room for need bytes of data (and the history) in s.  A
+ * small layer touches little memory: a slot's buffer starts SMALL and grows
+ * to the block size only when data comes.  0, or -1 out of memory. */
+static int grow(struct ls_gzwrite *gz, struct slot *s, size_t need)
+{
+	size_t cap = s->in_cap > gz->dict ? s->in_cap - gz->dict : 0;
+	unsigned char *p;
+
+	if (cap >= need)
+		return 0;
+	while (cap < need)
+		cap = cap == 0 ? SMALL : cap * 2 > gz->block ? gz->block : cap * 2;
+	p = realloc(s->in, gz->dict + cap);
+	if (p == NULL) {
+		fail(gz, LS_EIO, "%s: %s", gz->path, strerror(ENOMEM));
+		return -1;
+	}
+	s->in = p;
+	s->in_cap = gz->dict + cap;
+	return 0;
+}
+
 /* Caller: waits for the next slot in the ring and starts filling it. */
 static int acquire(struct ls_gzwrite *gz)
 {
@@ -75,10 +163,10 @@ static int acquire(struct ls_gzwrite *gz)
 	}
 	s->state = SLOT_FILLING;
 	pthread_mutex_unlock(&gz->mu);
-	if (s->in == NULL && (s->in = malloc(gz->dict + gz->block)) == NULL) {
-		fail(gz, LS_EIO, "%s: %s", gz->path, strerror(ENOMEM));
+	if (s->in == NULL)
+		slot_take(s);
+	if (s->in == NULL && grow(gz, s, 1) != 0)
 		return -1;
-	}
 	s->len = 0;
 	s->last = 0;
 	s->dict_len = 0;
@@ -145,6 +233,8 @@ int ls_gzwrite_write(struct ls_gzwrite *gz, const void *buf, size_t len)
 			return -1;
 		s = gz->cur;
 		n = gz->block - s->len < len ? gz->block - s->len : len;
+		if (grow(gz, s, s->len + n) != 0)
+			return -1;
 		memcpy(s->in + gz->dict + s->len, p, n);
 		s->len += n;
 		gz->in_size += n;
@@ -158,10 +248,8 @@ int ls_gzwrite_write(struct ls_gzwrite *gz, const void *buf, size_t len)
 static void release(struct ls_gzwrite *gz)
 {
 	if (gz->slots != NULL) {
-		for (int i = 0; i < gz->nslots; i++) {
-			free(gz->slots[i].in);
-			free(gz->slots[i].out.data);
-		}
+		for (int i = 0; i < gz->nslots; i++)
+			slot_put(&gz->slots[i]);
 		free(gz->slots);
 		gz->slots = NULL;
 	}
@@ -187,65 +275,39 @@ static int digest_hex(EVP_MD_CTX *md, char hex[LS_SHA256_HEXLEN + 1])
 	return 0;
 }
 
-/* One engine state kept from one writer to the next, for the layers of a
- * single block the caller compresses itself: a run of many small layers
- * doesn't set up an engine for each. */
-static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static const struct ls_deflate_engine *cache_eng;
-static int cache_level;
-static void *cache_state;
-
-static void *engine_take(const struct ls_deflate_engine *eng, int level)
-{
-	void *e = NULL;
-
-	pthread_mutex_lock(&cache_mu);
-	if (cache_state != NULL && cache_eng == eng && cache_level == level) {
-		e = cache_state;
-		cache_state = NULL;
-	}
-	pthread_mutex_unlock(&cache_mu);
-	return e != NULL ? e : eng->open(level);
-}
-
-static void engine_put(const struct ls_deflate_engine *eng, int level, void *e)
-{
-	const struct ls_deflate_engine *old_eng;
-	void *old;
-
-	pthread_mutex_lock(&cache_mu);
-	old_eng = cache_eng;
-	old = cache_state;
-	cache_eng = eng;
-	cache_level = level;
-	cache_state = e;
-	pthread_mutex_unlock(&cache_mu);
-	if (old != NULL)
-		old_eng->close(old);
-}
-
 /* A layer of one block, or none, before any thread started: the caller
- * compresses and writes it itself, the same bytes the threads would. */
+ * compresses and writes it itself, the same bytes the threads would: the
+ * last block holds the last byte, or is empty when the input ends with a
+ * full block. */
 static void finish_inline(struct ls_gzwrite *gz)
 {
-	struct slot none = { 0 }, *s = gz->cur != NULL ? gz->cur : &none;
+	struct slot none = { 0 }, *slots[2];
 	const char *why = "out of memory";
 	void *e = NULL;
-	int err;
+	int n = 0, err, rc = 0;
 
-	s->last = 1;
-	if (s->len > 0 && (e = engine_take(gz->eng, gz->level)) == NULL) {
+	if (gz->cur != NULL && gz->cur->len > 0)
+		slots[n++] = gz->cur;
+	if (n == 0 || gz->cur->len == gz->block)
+		slots[n++] = &none;
+	for (int i = 0; i < n; i++)
+		slots[i]->last = i == n - 1;
+	if (slots[0]->len > 0 && (e = engine_take(gz->eng, gz->level)) == NULL) {
 		fail(gz, LS_EIO, "%s: %s compression failed: %s", gz->path, gz->eng->name, why);
 		return;
 	}
-	if (ls_gzpool_compress(gz, e, s, &why) != 0) {
-		fail(gz, LS_EIO, "%s: %s compression failed: %s", gz->path, gz->eng->name, why);
-		err = -1;
-	} else if ((err = ls_gzpool_header(gz)) == 0 && (err = ls_gzpool_emit(gz, s)) == 0) {
-		gz->finished = 1;
-	} else {
-		fail(gz, LS_EIO, "%s: %s", gz->path, strerror(err));
+	err = ls_gzpool_header(gz);
+	for (int i = 0; i < n && err == 0 && rc == 0; i++) {
+		rc = ls_gzpool_compress(gz, e, slots[i], &why);
+		if (rc == 0)
+			err = ls_gzpool_emit(gz, slots[i]);
 	}
+	if (rc != 0)
+		fail(gz, LS_EIO, "%s: %s compression failed: %s", gz->path, gz->eng->name, why);
+	else if (err != 0)
+		fail(gz, LS_EIO, "%s: %s", gz->path, strerror(err));
+	else
+		gz->finished = 1;
 	if (e != NULL)
 		engine_put(gz->eng, gz->level, e);
 	free(none.out.data);
@@ -255,10 +317,15 @@ int ls_gzwrite_finish(struct ls_gzwrite *gz, struct ls_gzwrite_result *r)
 {
 	int ok;
 
-	if (!atomic_load(&gz->failed) && !gz->started)
+	if (!atomic_load(&gz->failed) && !gz->started) {
 		finish_inline(gz);
-	else if (!atomic_load(&gz->failed) && (gz->cur != NULL || acquire(gz) == 0))
-		submit(gz, 1);
+	} else if (!atomic_load(&gz->failed)) {
+		/* A full block is not the last: an empty one follows it. */
+		if (gz->cur != NULL && gz->cur->len == gz->block && submit(gz, 0) == 0)
+			(void)acquire(gz);
+		if (gz->cur != NULL)
+			(void)submit(gz, 1);
+	}
 	pthread_mutex_lock(&gz->mu);
 	for (;;) {
 		if (ls_interrupted)

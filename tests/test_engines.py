@@ -5,6 +5,8 @@ same bytes for every thread count, digests of what went in and came out.
 The writer is driven directly (gzip.writer from a `layersplit run` script), so
 the inputs can be shaped against each engine's block size; expected values
 are computed here, by Python's zlib, tarfile and hashlib."""
+import ctypes
+import ctypes.util
 import hashlib
 import io
 import json
@@ -198,3 +200,89 @@ def test_layer_of_one_block_and_of_many_blocks_give_the_same_bytes_as_alone(tmp)
             alone = write_all(tmp, engine, default, 2, src, [name])[0]
             assert (alone / (name + ".gz")).read_bytes() == (together / (name + ".gz")).read_bytes(), (
                 "%s: %s differs when written alone" % (engine, name))
+
+
+def zlib_engine_bytes(data, level, block=128 * 1024, dict_size=32 * 1024):
+    """What the zlib engine must write, by Python's zlib: raw deflate of each
+    block with the previous 32 KiB as dictionary, a sync flush after each but
+    the last, the empty last block as the 2-byte static block, one header and
+    trailer."""
+    xfl = 2 if level == 9 else 4 if level == 1 else 0
+    out = [b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes([xfl, 3])]
+    # the last block holds the last byte, or is empty after a full block
+    starts = list(range(0, len(data) + 1, block))
+    for i, start in enumerate(starts):
+        chunk, last = data[start:start + block], i == len(starts) - 1
+        if not chunk:
+            out.append(b"\x03\x00")
+            continue
+        zdict = data[max(0, start - dict_size):start]
+        c = (zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, zdict)
+             if zdict else zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY))
+        out.append(c.compress(chunk) + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH))
+    out.append(zlib.crc32(data).to_bytes(4, "little") + (len(data) % (1 << 32)).to_bytes(4, "little"))
+    return b"".join(out)
+
+
+def libdeflate_compress(data, level):
+    """libdeflate's own raw deflate of data, through ctypes."""
+    lib = ctypes.CDLL(ctypes.util.find_library("deflate"))
+    lib.libdeflate_alloc_compressor.restype = ctypes.c_void_p
+    lib.libdeflate_deflate_compress_bound.restype = ctypes.c_size_t
+    lib.libdeflate_deflate_compress_bound.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    lib.libdeflate_deflate_compress.restype = ctypes.c_size_t
+    lib.libdeflate_deflate_compress.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t,
+                                                ctypes.c_void_p, ctypes.c_size_t]
+    lib.libdeflate_free_compressor.argtypes = [ctypes.c_void_p]
+    c = lib.libdeflate_alloc_compressor(level)
+    assert c, "libdeflate_alloc_compressor(%d) failed" % level
+    try:
+        bound = lib.libdeflate_deflate_compress_bound(c, len(data))
+        buf = ctypes.create_string_buffer(bound)
+        n = lib.libdeflate_deflate_compress(c, data, len(data), buf, bound)
+        assert n > 0
+        return buf.raw[:n]
+    finally:
+        lib.libdeflate_free_compressor(c)
+
+
+def test_zlib_engine_writes_exactly_what_zlib_computes_for_its_blocks(tmp):
+    """The zlib engine's bytes, recomputed block by block with Python's zlib:
+    unchanged by how the writer schedules blocks (threads, or none for a
+    one-block layer, an engine kept from the previous layer)."""
+    low, high, default, block = engines(tmp)["zlib"]
+    src = tmp / "in"
+    files = inputs(src, block)
+    for level in (1, 6, 9):
+        for threads in (1, 2):
+            out, _ = write_all(tmp, "zlib", level, threads, src, files)
+            for name, data in files.items():
+                assert (out / (name + ".gz")).read_bytes() == zlib_engine_bytes(data, level, block), (
+                    "zlib level %d -j %d: %s is not what zlib computes" % (level, threads, name))
+
+
+def test_libdeflate_engine_ends_with_libdeflates_own_stream(tmp):
+    """A layer of one block is libdeflate's raw deflate of it, byte for byte,
+    between the header and the trailer; a longer layer ends with libdeflate's
+    stream of its last block (the blocks before it end non-final)."""
+    low, high, default, block = engines(tmp)["libdeflate"]
+    src = tmp / "in"
+    files = inputs(src, block)
+    for level in (1, 6, 12):
+        out, _ = write_all(tmp, "libdeflate", level, 2, src, files)
+        xfl = bytes([2 if level >= 8 else 4 if level < 2 else 0, 3])
+        for name, data in files.items():
+            gz = (out / (name + ".gz")).read_bytes()
+            trailer = zlib.crc32(data).to_bytes(4, "little") + len(data).to_bytes(4, "little")
+            assert gz[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + xfl and gz[-8:] == trailer, name
+            what = "level %d: %s" % (level, name)
+            if not data:
+                assert gz[10:-8] == b"\x03\x00", what
+            elif len(data) < block:
+                assert gz[10:-8] == libdeflate_compress(data, level), what
+            elif len(data) % block == 0:
+                # a full block is not the last: the empty last block follows
+                assert gz[10:-8].endswith(b"\x00\x00\xff\xff\x03\x00"), what
+            else:
+                tail = data[len(data) // block * block:]
+                assert gz[10:-8].endswith(libdeflate_compress(tail, level)), what
