@@ -11,6 +11,8 @@ local json = require "layersplit.json"
 
 local policy = {}
 
+policy.settings = {} -- none: any --set is a usage error
+
 function policy.setup(ctx)
 	ctx.store = image.store(ctx)
 end

@@ -179,21 +179,21 @@ int ls_fs_tree(lua_State *L)
 }
 
 /* tree:file(name [, max]) -> a sink writing the new file name (0644),
- * directories above it made as needed; max bytes at most (0: no limit). */
+ * directories above it made as needed; max bytes at most (no max: no limit). */
 static int t_file(lua_State *L)
 {
 	struct tree *t = checktree(L);
 	size_t len;
 	const char *name = tree_name(L, 2, &len);
-	lua_Integer max = luaL_optinteger(L, 3, 0);
+	lua_Integer max = luaL_optinteger(L, 3, -1);
 	char last[COMPONENT_MAX + 1];
 	struct writer *w;
 	int dir, fd, err;
 
 	if (name == NULL)
 		return 3;
-	luaL_argcheck(L, max >= 0, 3, "negative size");
-	w = ls_fs_writer_push(L, name, (uint64_t)max);
+	luaL_argcheck(L, max >= -1, 3, "negative size");
+	w = ls_fs_writer_push(L, name, max < 0 ? UINT64_MAX : (uint64_t)max);
 	if ((dir = walk(t->fd, name, len, 1, last)) < 0)
 		return fail_name(L, name, errno);
 	fd = openat(dir, last, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);

@@ -19,7 +19,7 @@ struct writer {
 	int fd;              /* -1 once closed */
 	int err;             /* first failure, sticky; EINTR: a signal */
 	uint64_t bytes;
-	uint64_t max;        /* bytes it takes at most; 0: no limit */
+	uint64_t max;        /* bytes it takes at most; UINT64_MAX: no limit */
 	char *msg;           /* room for "<path>: <why>", after path */
 	size_t msgsize;
 	char path[];
@@ -42,7 +42,7 @@ static int writer_write(struct ls_sink *sink, const void *buf, size_t len)
 		writer_seterror(w, EBADF, "write to a closed writer");
 		return -1;
 	}
-	if (w->max != 0 && len > w->max - w->bytes) {
+	if (len > w->max - w->bytes) {
 		w->err = EFBIG;
 		snprintf(w->msg, w->msgsize, "%s: more than %llu bytes", w->path,
 			 (unsigned long long)w->max);
@@ -110,6 +110,7 @@ int ls_fs_writer(lua_State *L)
 	const char *path = ls_fs_checkpath(L, 1);
 	struct writer *w = push_writer(L, path);
 
+	w->max = UINT64_MAX;
 	if ((w->fd = ls_fs_create(path)) < 0)
 		return ls_fs_fail_errno(L, path, errno);
 	return 1;

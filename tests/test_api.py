@@ -366,3 +366,16 @@ def test_scripting_md_policy_debugging_session_is_what_the_repl_does(tmp):
     assert sorted(p.stdout.decode().splitlines()) == sorted(shown), (p.stdout.decode(), shown)
     assert p.returncode == 4   # one statement failed
     expect.check_output(archive, tmp / "OUT")
+
+
+def test_tree_file_max_zero_takes_nothing_and_no_max_takes_anything(tmp):
+    out = run_lua(tmp, """
+local stage = assert(fs.stage(arg[1] .. "/out"))
+local t = assert(fs.tree(stage))
+local w = assert(t:file("empty", 0))
+show(w:write(""), (w:write("x")))
+local u = assert(t:file("free"))
+show(u:write(string.rep("y", 100000)) ~= nil, u:close())
+fs.discard(stage)""", tmp)
+    assert out[0].startswith("fs.writer (empty)|nil"), out
+    assert out[1] == "true|100000", out

@@ -27,7 +27,7 @@ def test_unknown_key_is_a_usage_error_listing_the_known_ones(tmp):
     assert "known: ref_name" in line and "--policy oci-layout --help" in line, line
     line = refused(tmp, "--set", "anything=1")   # launchpad, the default, takes none
     assert "unknown setting of policy launchpad (known: none" in line, line
-    for name in ("files-list",):
+    for name in ("files-list", "extract", "push", str(REPO / "examples" / "configs-only.lua")):
         refused(tmp, "--policy", name, "--set", "nope=1", words=["unknown setting of policy " + name])
 
 

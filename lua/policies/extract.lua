@@ -243,7 +243,7 @@ end
 local function extract_entry(ctx, layer, state, reader, e, path)
 	local tree = ctx.extract.tree
 	if e.type == "file" then
-		if e.size > ctx.extract.max_file_size then
+		if (e.size or math.huge) > ctx.extract.max_file_size then
 			refuse(ctx, layer, state, path, string.format(
 				"%d bytes, over max_file_size (%d)", e.size, ctx.extract.max_file_size))
 			return
