@@ -48,6 +48,9 @@ def test_policy_help_prints_the_declared_settings(tmp):
     text = p.stdout.decode()
     assert text.splitlines()[0] == "settings of policy oci-layout (--set KEY=VALUE):", text
     assert "ref_name=tag" in text, text
+    # SCRIPTING.md shows this output as it is
+    doc = (REPO / "SCRIPTING.md").read_text()
+    assert "$ layersplit --policy oci-layout --help\n" + text + "```" in doc, text
     assert layersplit("--policy", "launchpad", "--help").stdout.decode() == \
         "policy launchpad takes no settings\n"
     p = layersplit("--policy", REPO / "examples" / "max-layer-size.lua", "--help")

@@ -203,16 +203,25 @@ function settings.help(policy, name)
 		return string.format("policy %s takes no settings\n", name)
 	end
 	local lines = {string.format("settings of policy %s (--set KEY=VALUE):", name)}
+	local indent = string.rep(" ", 26)
 	for _, d in ipairs(decls) do
-		local key = d.name .. "=" .. (d.default or "")
+		local key = "  " .. d.name .. "=" .. (d.default or "")
 		local list = settings.is_list(d.parse) and " (a list: KEY=A,B or repeated)" or ""
-		local help = (d.help or "") .. list
-		if #key > 22 then
-			lines[#lines + 1] = "  " .. key
-			lines[#lines + 1] = string.rep(" ", 26) .. help
-		else
-			lines[#lines + 1] = string.format("  %-22s  %s", key, help)
+		-- the help wrapped at 78 columns, beside the key or under it
+		local line = #key <= 24 and key .. string.rep(" ", 26 - #key) or nil
+		if line == nil then
+			lines[#lines + 1] = key
+			line = indent
 		end
+		for word in ((d.help or "") .. list):gmatch("%S+") do
+			if #line + 1 + #word > 78 and #line > 26 then
+				lines[#lines + 1] = line
+				line = indent .. word
+			else
+				line = line .. (#line > 26 and " " or "") .. word
+			end
+		end
+		lines[#lines + 1] = line
 	end
 	return table.concat(lines, "\n") .. "\n"
 end
