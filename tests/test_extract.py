@@ -423,7 +423,7 @@ def test_extract_settings_errors_and_help(tmp):
     assert not (tmp / "o").exists()
     text = layersplit("--policy", "extract", "--help").stdout.decode()
     for key in ("paths=etc/os-release,usr/lib/os-release", "view=layers", "max_file_size=16M",
-                "max_files=10000", "max_total_size=1G", "a list"):
+                "max_files=10000", "max_total_size=1G", "KEY=A,B or repeated"):
         assert key in text, "%s missing from %r" % (key, text)
     # a list setting adds up
     out = tmp / "out"
