@@ -317,7 +317,11 @@ def test_hostile_layer_paths_stay_inside_out_and_are_refused_one_by_one(tmp):
                    "dir/up.symlink": b"../../../../../tmp", "dir/up/x": b"x\n",
                    "data": b"data", "hl-ok": b"data", "a/b": b"ab", "a/c": b"ac",
                    "dup": b"second", "x": b"x", "odd\nname\\": b"odd"}, sorted(got)
-    refused = {r["path"]: r["why"] for r in json.loads(p.stdout)["images"][0]["layers"][0]["refused"]}
+    report = json.loads(p.stdout)
+    assert report["extracted_files"] == len(got), report["extracted_files"]   # "dup" counted once
+    assert report["extracted_bytes"] == sum(map(len, got.values())), report["extracted_bytes"]
+    assert sorted(report["images"][0]["layers"][0]["extracted"]) == sorted(got)
+    refused = {r["path"]: r["why"] for r in report["images"][0]["layers"][0]["refused"]}
     for path, why in (("../../escape", "climbs out"), ("/abs/file", "absolute"),
                       ("hl", "climbs out"), ("hl-missing", "not extracted"),
                       ("dev/null", "device"), ("fifo", "FIFO"),

@@ -223,10 +223,20 @@ end
 local function place(ctx, layer, state, name, size, make)
 	local x = ctx.extract
 	local rel = state.dir .. "/" .. name
-	count(ctx, layer, size)
-	if state.size_of[name] then
-		check(x.tree:remove(rel)) -- a later entry of the same name wins, as in tar
+	local old = state.size_of[name]
+	if old then
+		-- a later entry of the same name wins, as in tar
+		x.files, x.bytes = x.files - 1, x.bytes - old
+		check(x.tree:remove(rel))
+		state.size_of[name] = nil
+		for i, n in ipairs(state.files) do
+			if n == name then
+				table.remove(state.files, i)
+				break
+			end
+		end
 	end
+	count(ctx, layer, size)
 	local ok, err, class = make(rel)
 	if ok == nil and class == "entry" then
 		x.files, x.bytes = x.files - 1, x.bytes - size
@@ -234,9 +244,7 @@ local function place(ctx, layer, state, name, size, make)
 		return
 	end
 	check(ok, err, class)
-	if not state.size_of[name] then
-		state.files[#state.files + 1] = name
-	end
+	state.files[#state.files + 1] = name
 	state.size_of[name] = size
 end
 
@@ -244,8 +252,8 @@ local function extract_entry(ctx, layer, state, reader, e, path)
 	local tree = ctx.extract.tree
 	if e.type == "file" then
 		if (e.size or math.huge) > ctx.extract.max_file_size then
-			refuse(ctx, layer, state, path, string.format(
-				"%d bytes, over max_file_size (%d)", e.size, ctx.extract.max_file_size))
+			refuse(ctx, layer, state, path, string.format("%s, over max_file_size (%d)",
+				e.size and e.size .. " bytes" or "size unknown", ctx.extract.max_file_size))
 			return
 		end
 		place(ctx, layer, state, path, e.size, function(rel)
