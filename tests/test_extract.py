@@ -435,3 +435,13 @@ def test_extract_settings_errors_and_help(tmp):
     got = {str(q.relative_to(out / "extracted")).split("/", 1)[1]
            for q in (out / "extracted").rglob("*") if q.is_file()}
     assert got == {"etc/hello", "opt/keep"}, got
+
+
+def test_from_a_pipe_the_same_files(tmp):
+    archive = fixtures.path("legacy_two_images.tar.zst")
+    for view in ("layers", "final"):
+        a, b = tmp / ("file-" + view), tmp / ("pipe-" + view)
+        split(archive, a, "-q", "--policy", "extract", "--set", EVERYTHING, "--set", "view=" + view)
+        split(archive, b, "-q", "--policy", "extract", "--set", EVERYTHING, "--set", "view=" + view,
+              pipe=True)
+        assert tree_of(a / "extracted") == tree_of(b / "extracted") != {}, view
