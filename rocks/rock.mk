@@ -31,8 +31,8 @@ archive_SRCS  := archive reader sink
 archive_LIBS  := -larchive
 digest_SRCS   := digest sink
 digest_LIBS   := -lcrypto
-fs_SRCS       := fs fstree fswriter stage path sink
-fs_LIBS       :=
+fs_SRCS       := fs fstree fswriter stage tree path sink
+fs_LIBS       := -lcrypto
 gzip_SRCS     := gzip gzwrite gzpool gzinflate deflate_zlib deflate_libdeflate \
                  deflate_isal digest sink
 gzip_LIBS     := -lz -ldeflate -lcrypto -pthread $(if $(WITH_ISAL),-lisal)

@@ -379,6 +379,7 @@ static const luaL_Reg fs_funcs[] = {
 	{"resolve_link", l_resolve_link},
 	{"join", l_join},
 	{"stage", ls_fs_stage},
+	{"sync", ls_fs_sync},
 	{"commit", ls_fs_commit},
 	{"discard", ls_fs_discard},
 	{"write_file", l_write_file},

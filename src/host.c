@@ -1,5 +1,6 @@
 /* host.c: the Lua state, the bundled modules, protected calls, errors and
  * signals.  The rest of the C never deals with error reporting. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,9 @@
 #include "sink.h"
 
 int luaopen_cjson(lua_State *L);
+
+static const int host_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+static lua_State *signal_state;
 
 /* The heap cap: hostile metadata must not exhaust the machine's memory. */
 struct heap {
@@ -123,7 +127,16 @@ lua_State *ls_host_new(size_t max_memory)
 void ls_host_close(lua_State *L)
 {
 	struct heap *h = heap_of(L);
+	sigset_t sigs, old;
 
+	/* No signal may set a hook on a state being freed. */
+	sigemptyset(&sigs);
+	for (size_t i = 0; i < sizeof host_signals / sizeof host_signals[0]; i++)
+		sigaddset(&sigs, host_signals[i]);
+	(void)pthread_sigmask(SIG_BLOCK, &sigs, &old); /* valid arguments */
+	if (signal_state == L)
+		signal_state = NULL;
+	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
 	lua_close(L);
 	free(h);
 }
@@ -248,8 +261,6 @@ int ls_host_report(lua_State *L, int verbose)
 	return status;
 }
 
-static lua_State *signal_state;
-
 /* Like lua.c: the handler only sets a hook; the hook raises the error. */
 static void stop_hook(lua_State *L, lua_Debug *ar)
 {
@@ -264,7 +275,12 @@ static void stop_hook(lua_State *L, lua_Debug *ar)
 
 static void on_signal(int sig)
 {
-	ls_interrupted = sig;
+	/* Once the output is in place, a signal has nothing left to discard. */
+	if (ls_committed)
+		return;
+	/* The first signal is the one the run reports. */
+	if (!ls_interrupted)
+		ls_interrupted = sig;
 	if (signal_state != NULL)
 		lua_sethook(signal_state, stop_hook,
 			    LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
@@ -272,7 +288,6 @@ static void on_signal(int sig)
 
 void ls_host_signals(lua_State *L)
 {
-	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
 	struct sigaction sa;
 
 	signal_state = L;
@@ -280,8 +295,8 @@ void ls_host_signals(lua_State *L)
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = 0; /* no SA_RESTART: a blocked read must return EINTR */
-	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-		sigaction(sigs[i], &sa, NULL);
+	for (size_t i = 0; i < sizeof host_signals / sizeof host_signals[0]; i++)
+		sigaction(host_signals[i], &sa, NULL);
 }
 
 static int host_set_memory_limit(lua_State *L)

@@ -5,7 +5,7 @@ set -e
 PKGS="build-essential pkg-config liblua5.4-dev lua5.4 libarchive-dev zlib1g-dev
 lua-cjson-dev lua-cjson libssl-dev libdeflate-dev libisal-dev isal libedit-dev python3 umoci
 skopeo pigz zstd time luarocks clang libclang-rt-14-dev groff-base man-db
-libcurl4-openssl-dev docker-registry apache2-utils openssl util-linux"
+libcurl4-openssl-dev docker-registry apache2-utils openssl util-linux strace"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -47,6 +47,10 @@ options:
                       --quiet), always or never
   --json              on success, a JSON summary on stdout (images, layers,
                       digests, sizes, bytes in, time) instead of the summary
+                      line; written and flushed before OUTDIR is put in
+                      place, so a failure to write it fails the run
+  --no-sync           do not fsync the output files and directories (by
+                      default, after a power loss OUTDIR is absent or complete)
   -v, --verbose       more detail, and a traceback with errors
   -q, --quiet         no summary
   -h, --help          this help
@@ -101,6 +105,7 @@ local options = {
 	["trace"] = {"trace", false},
 	["progress"] = {"progress", true},
 	["json"] = {"json", false},
+	["no-sync"] = {"no_sync", false},
 	["verbose"] = {"verbose", false},
 	["v"] = {"verbose", false},
 	["quiet"] = {"quiet", false},
@@ -369,11 +374,24 @@ local function run_job(opts, line)
 	if opts.max_memory then
 		host.set_memory_limit(opts.max_memory)
 	end
-	local ctx = require("layersplit.driver").run(opts)
+	opts.sync = not opts.no_sync
 	if opts.json then
-		io.stdout:write(json_summary(ctx))
-	elseif not opts.quiet then
-		line(ctx)
+		-- Written and flushed before the rename: once OUTDIR is in place,
+		-- nothing may fail the run.
+		opts.before_commit = function(ctx)
+			local ok, err = io.stdout:write(json_summary(ctx))
+			if ok then
+				ok, err = io.stdout:flush()
+			end
+			if not ok then
+				raise(host.interrupted() and "signal" or "io", "standard output", err)
+			end
+		end
+	end
+	local ctx = require("layersplit.driver").run(opts)
+	if not opts.json and not opts.quiet then
+		-- After the rename: best effort, a failure to write it is ignored.
+		pcall(line, ctx)
 	end
 	return 0
 end

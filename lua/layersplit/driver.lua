@@ -176,18 +176,21 @@ local function check_summary(summary)
 end
 
 -- opts: input, outdir, policy, level, engine, jobs, v2metadata, settings,
--- trace, verbose, quiet, progress.  Without outdir (a push without --out)
--- the files are staged in a private directory under opts.spool (default
--- $TMPDIR) and removed at the end.  Returns the context (its summary for the
--- caller).  on_context, if given, is called with the context as soon as it
--- is made (the REPL's run_policy keeps it, also when the run fails).
+-- trace, verbose, quiet, progress, sync (false: no fsync), before_commit (a
+-- function of the context, called when the output is complete and on disk,
+-- just before the rename: the last thing that may still fail the run).
+-- Without outdir (a push without --out) the files are staged in a private
+-- directory under opts.spool (default $TMPDIR) and removed at the end.
+-- Returns the context (its summary for the caller).  on_context, if given,
+-- is called with the context as soon as it is made (the REPL's run_policy
+-- keeps it, also when the run fails).
 function driver.run(opts, on_context)
 	local started = progress.clock()
 	local policy = driver.load_policy(opts.policy)
 	local values = settings.resolve(policy, opts.policy, given_settings(opts))
 	local spool = opts.spool or os.getenv("TMPDIR")
 	spool = spool and spool ~= "" and spool or "/tmp"
-	local stage = check(fs.stage(opts.outdir or fs.join(spool, "layersplit-spool")))
+	local stage, stale = check(fs.stage(opts.outdir or fs.join(spool, "layersplit-spool")))
 	local ctx
 	-- The binary also removes an uncommitted stage at exit; in plain Lua
 	-- (the rock) only this does.  A failed run first lets the policy undo
@@ -216,6 +219,9 @@ function driver.run(opts, on_context)
 		on_context(ctx)
 	end
 
+	for _, path in ipairs(stale) do
+		ctx:log("%s: removed the staging directory of a run that is gone", path)
+	end
 	if policy.setup then
 		call_hook("setup", policy.setup, ctx, ctx.settings)
 	end
@@ -253,15 +259,26 @@ function driver.run(opts, on_context)
 	check_summary(ctx.summary)
 	ctx.summary.bytes_in = reader:bytes_in()
 	reader:close()
-	if opts.outdir then
-		check(fs.commit(stage, opts.outdir))
-		committed = true
+	local sync = opts.outdir ~= nil and opts.sync ~= false
+	if sync then
+		check(fs.sync(stage))
 	end
-	finished = true
 	if meter then
 		meter:stop()
 	end
 	ctx.summary.seconds = progress.clock() - started
+	if opts.before_commit then
+		opts.before_commit(ctx)
+	end
+	if opts.outdir then
+		local _, warning = check(fs.commit(stage, opts.outdir, {sync = sync}))
+		committed = true
+		if warning then
+			-- Best effort: the output is in place, nothing may fail the run now.
+			io.stderr:write("layersplit: warning: ", warning, "\n")
+		end
+	end
+	finished = true
 	return ctx
 end
 

@@ -1,0 +1,160 @@
+"""The commit: the rename of the staging directory to OUTDIR is the last
+step that can fail the run.
+
+The --json summary is written and flushed to stdout before the rename, so a
+stdout that cannot take it (full, a closed pipe) fails the run with nothing
+committed; the summary line on stderr comes after the rename and is best
+effort, so a stderr that cannot take it changes nothing: exit 0 and the full
+output.  Every output file, the staging directory and its parent are
+fsync'd around the rename unless --no-sync.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+
+import expect
+import fixtures
+from harness import assert_error, binary, staging_dirs
+
+ARCHIVE = "legacy_symlink.tar"
+
+
+class Result:
+    def __init__(self, returncode, err):
+        self.returncode, self.err = returncode, err
+
+
+def run(tmp, options, stdout, stderr):
+    """layersplit with stdout and stderr as given ("full": /dev/full,
+    "closed": a pipe whose reading end is closed, "pipe": read here)."""
+    out = tmp / "out"
+    files, keep = {}, []
+    for name, how in (("stdout", stdout), ("stderr", stderr)):
+        if how == "full":
+            files[name] = open("/dev/full", "wb")
+            keep.append(files[name])
+        elif how == "closed":
+            r, w = os.pipe()
+            os.close(r)
+            files[name] = w
+            keep.append(w)
+        else:
+            files[name] = subprocess.PIPE
+    p = subprocess.run([binary()] + list(options) + [fixtures.path(ARCHIVE), str(out)],
+                       stdin=subprocess.DEVNULL, timeout=120, **files)
+    for k in keep:
+        k.close() if hasattr(k, "close") else os.close(k)
+    err = p.stderr.decode(errors="replace") if p.stderr is not None else ""
+    return Result(p.returncode, err), p.stdout, out
+
+
+def assert_nothing_committed(tmp, out):
+    assert not os.path.lexists(out), "OUTDIR committed: %r" % sorted(os.listdir(out))
+    assert staging_dirs(tmp) == [], staging_dirs(tmp)
+
+
+def test_json_to_a_full_stdout_commits_nothing(tmp):
+    p, _, out = run(tmp, ["--json"], "full", "pipe")
+    assert_error(p, 3, ["standard output: No space left on device"])
+    assert_nothing_committed(tmp, out)
+
+
+def test_json_to_a_closed_pipe_commits_nothing(tmp):
+    p, _, out = run(tmp, ["--json"], "closed", "pipe")
+    assert_error(p, 128 + signal.SIGPIPE, ["interrupted by SIGPIPE: output discarded"])
+    assert_nothing_committed(tmp, out)
+
+
+def test_json_is_complete_on_stdout_when_committed(tmp):
+    p, stdout, out = run(tmp, ["--json"], "pipe", "pipe")
+    assert p.returncode == 0 and p.err == "", p.err
+    summary = json.loads(stdout)
+    assert summary["layers"] == len([f for f in os.listdir(out) if f.endswith(".tar.gz")])
+    expect.check_output(fixtures.path(ARCHIVE), out)
+
+
+def test_summary_line_to_a_full_stderr_is_ignored(tmp):
+    p, _, out = run(tmp, [], "pipe", "full")
+    assert p.returncode == 0, "exit %d after the commit" % p.returncode
+    expect.check_output(fixtures.path(ARCHIVE), out)
+    assert staging_dirs(tmp) == []
+
+
+def test_summary_line_to_a_closed_stderr_pipe_is_ignored(tmp):
+    p, _, out = run(tmp, [], "pipe", "closed")
+    assert p.returncode == 0, "exit %d after the commit (141 is SIGPIPE)" % p.returncode
+    expect.check_output(fixtures.path(ARCHIVE), out)
+    assert staging_dirs(tmp) == []
+
+
+def test_json_with_stderr_full_or_closed_still_commits(tmp):
+    for how in ("full", "closed"):
+        p, stdout, out = run(tmp, ["--json"], "pipe", how)
+        assert p.returncode == 0, "stderr %s: exit %d" % (how, p.returncode)
+        assert json.loads(stdout)["outdir"] == str(out)
+        expect.check_output(fixtures.path(ARCHIVE), out)
+        shutil.rmtree(out)
+
+
+def test_verbose_lines_to_a_closed_stderr_stop_the_run_before_the_commit(tmp):
+    """SIGPIPE before the rename, from stdout or stderr, stops the run like
+    any signal: nothing committed."""
+    p, stdout, out = run(tmp, ["--json", "--verbose"], "pipe", "closed")
+    assert p.returncode == 128 + signal.SIGPIPE, p.returncode
+    assert stdout == b"", stdout
+    assert_nothing_committed(tmp, out)
+
+
+# ---------------------------------------------------------------- fsync
+
+def traced(tmp, *options):
+    """The run under strace: its fsync, openat and rename calls, in order;
+    None where strace cannot trace (it says why on stdout)."""
+    out = tmp / "out"
+    log = tmp / "strace.log"
+    p = subprocess.run(["strace", "-f", "-qq", "-y", "-o", str(log),
+                        "-e", "trace=fsync,fdatasync,syncfs,sync,rename,renameat,renameat2",
+                        binary(), "-q"] + list(options) + [fixtures.path(ARCHIVE), str(out)],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=120)
+    if p.returncode != 0 and not log.exists():
+        print("# strace cannot run here: %s" % p.stderr.decode(errors="replace").strip())
+        return None, out
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    calls = []
+    for line in log.read_text().splitlines():
+        m = re.match(r"\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+)", line)
+        if m:
+            calls.append((m.group(1), m.group(2), int(m.group(3))))
+    return calls, out
+
+
+def test_every_output_file_and_both_directories_are_fsynced_around_the_rename(tmp):
+    calls, out = traced(tmp)
+    if calls is None:
+        return
+    renames = [i for i, c in enumerate(calls) if c[0].startswith("rename")]
+    assert len(renames) == 1, calls
+    rename = renames[0]
+    synced = [c[1] for c in calls[:rename] if c[0] == "fsync" and c[2] == 0]
+    stage = [s for s in synced if re.search(r"/\.out\.layersplit-\d+-\w{6}>$", s)]
+    assert stage, "the staging directory was not fsync'd before the rename: %r" % synced
+    for name in os.listdir(out):
+        assert any(s.endswith("/%s>" % name) for s in synced), \
+            "%s not fsync'd before the rename: %r" % (name, synced)
+    after = [c[1] for c in calls[rename + 1:] if c[0] == "fsync" and c[2] == 0]
+    assert any(s.endswith("<%s>" % tmp) for s in after), \
+        "the parent directory was not fsync'd after the rename: %r" % after
+    expect.check_output(fixtures.path(ARCHIVE), out)
+
+
+def test_no_sync_skips_every_fsync(tmp):
+    calls, out = traced(tmp, "--no-sync")
+    if calls is None:
+        return
+    assert [c for c in calls if "sync" in c[0]] == [], calls
+    assert len([c for c in calls if c[0].startswith("rename")]) == 1, calls
+    expect.check_output(fixtures.path(ARCHIVE), out)
