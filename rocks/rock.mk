@@ -31,14 +31,14 @@ archive_SRCS  := archive reader sink
 archive_LIBS  := -larchive
 digest_SRCS   := digest sink
 digest_LIBS   := -lcrypto
-fs_SRCS       := fs fstree fswriter stage tree path sink
+fs_SRCS       := fs fstree fswriter stage tree path printable sink
 fs_LIBS       := -lcrypto
 gzip_SRCS     := gzip gzwrite gzpool gzinflate deflate_zlib deflate_libdeflate \
                  deflate_isal digest sink
 gzip_LIBS     := -lz -ldeflate -lcrypto -pthread $(if $(WITH_ISAL),-lisal)
-progress_SRCS := progress archive reader sink
+progress_SRCS := progress archive reader printable sink
 progress_LIBS := -larchive -pthread
-registry_SRCS := registry reghttp regupload sink
+registry_SRCS := registry reghttp regupload printable sink
 registry_LIBS := -lcurl -lcrypto -pthread
 
 LUA_MODULES := $(filter-out lua/layersplit/cli.lua,$(wildcard lua/layersplit/*.lua))

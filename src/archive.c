@@ -84,7 +84,7 @@ static int l_open(lua_State *L)
 
 	lua_pushvalue(L, 1);
 	lua_setiuservalue(L, -2, UV_SOURCE);
-	r->name = strcmp(path, "-") == 0 ? "stdin" : path;
+	r->name = strcmp(path, "-") == 0 ? "<stdin>" : path; /* as in every message */
 	r->buf = malloc(READ_BUF_SIZE);
 	if (r->buf == NULL)
 		return ls_fail(L, LS_EIO, "%s", strerror(ENOMEM));
@@ -206,8 +206,8 @@ static int l_next(lua_State *L)
 	if (rc == ARCHIVE_EOF && r->err_class != NULL)
 		rc = ARCHIVE_FATAL; /* a failed read is never a clean end */
 	if (rc == ARCHIVE_EOF && cut_between_entries(r))
-		return ls_fail(L, LS_EARCHIVE, "truncated: the stream ends between two "
-			       "entries, without tar's end-of-archive blocks");
+		return ls_fail(L, LS_EARCHIVE, "%s: truncated: the stream ends between two "
+			       "entries, without tar's end-of-archive blocks", r->name);
 	if (rc == ARCHIVE_EOF) {
 		r->at_end = 1;
 		lua_pushnil(L);

@@ -16,6 +16,7 @@
 #include "fstree.h"
 #include "fswriter.h"
 #include "path.h"
+#include "printable.h"
 #include "sink.h"
 
 #define FD_MT "layersplit.fs.fd"
@@ -389,6 +390,7 @@ static const luaL_Reg fs_funcs[] = {
 	{"rename", l_rename},
 	{"mkdir", l_mkdir},
 	{"kind", l_kind},
+	{"printable", ls_l_printable},
 	{"writer", ls_fs_writer},
 	{"list", ls_fs_list},
 	{"tree", ls_fs_tree},

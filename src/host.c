@@ -16,6 +16,7 @@
 #include "gzip.h"
 #include "host.h"
 #include "repl.h"
+#include "printable.h"
 #include "progress.h"
 #include "registry.h"
 #include "sink.h"
@@ -249,7 +250,11 @@ int ls_host_report(lua_State *L, int verbose)
 			fputs("layersplit: out of memory: the system refused an allocation\n",
 			      stderr);
 	} else {
-		fprintf(stderr, "layersplit: %s\n", message ? message : "unknown error");
+		fputs("layersplit: ", stderr);
+		if (message == NULL)
+			message = "unknown error";
+		ls_fputs_printable(message, strlen(message), stderr);
+		fputc('\n', stderr);
 	}
 	if (verbose && traceback != NULL)
 		fprintf(stderr, "%s\n", traceback);

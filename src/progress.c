@@ -17,13 +17,15 @@
 #include <lauxlib.h>
 
 #include "archive.h"
+#include "printable.h"
 #include "progress.h"
 #include "sink.h"
 
 #define METER_MT "layersplit.progress.meter"
 #define TICK_NS 250000000L
 #define WINDOW 8		/* samples the rate is taken over: about 2 s */
-#define LABEL_MAX 256
+#define LABEL_IN 256		/* bytes of an entry name shown, at most */
+#define LABEL_MAX LS_PRINTABLE_SIZE(LABEL_IN)
 #define LINE_MAX_COLS 512
 
 struct meter {
@@ -311,15 +313,18 @@ static int m_label(lua_State *L)
 	size_t len;
 	const char *s = luaL_optlstring(L, 2, "", &len);
 
-	if (len >= LABEL_MAX) {
-		s += len - (LABEL_MAX - 1); /* the end of a path says the most */
-		len = LABEL_MAX - 1;
+	char label[LS_PRINTABLE_SIZE(LABEL_IN)];
+
+	if (len > LABEL_IN) {
+		s += len - LABEL_IN; /* the end of a path says the most */
+		len = LABEL_IN;
+		while (len > 0 && ((unsigned char)*s & 0xc0) == 0x80)
+			s++, len--; /* from a character boundary */
 	}
+	/* Entry names come from the archive: escaped as in every message. */
+	len = ls_printable(label, s, len);
 	pthread_mutex_lock(&m->mu);
-	/* Entry names come from the archive: no control bytes reach the terminal. */
-	for (size_t i = 0; i < len; i++)
-		m->label[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
-	m->label[len] = '\0';
+	memcpy(m->label, label, len + 1);
 	pthread_mutex_unlock(&m->mu);
 	return 0;
 }

@@ -7,6 +7,7 @@
 
 #include <lauxlib.h>
 
+#include "printable.h"
 #include "reghttp.h"
 #include "sink.h"
 
@@ -159,11 +160,17 @@ void ls_reg_trace(struct ls_reg_session *s, const char *method, const char *url,
 		curl_url_get(u, CURLUPART_PATH, &path, 0);
 		curl_url_get(u, CURLUPART_HOST, &host, 0);
 	}
+	/* escaped as every message: repository names come from the archive */
+	fprintf(stderr, "trace: %s ", method);
+	if (host != NULL)
+		ls_fputs_printable(host, strlen(host), stderr);
+	ls_fputs_printable(path ? path : "?", strlen(path ? path : "?"), stderr);
+	fputs(": ", stderr);
 	if (err != NULL)
-		fprintf(stderr, "trace: %s %s%s: %s\n", method, host ? host : "", path ? path : "?", err);
+		ls_fputs_printable(err, strlen(err), stderr);
 	else
-		fprintf(stderr, "trace: %s %s%s: %ld\n", method, host ? host : "", path ? path : "?",
-			status);
+		fprintf(stderr, "%ld", status);
+	fputc('\n', stderr);
 	curl_free(path);
 	curl_free(host);
 	curl_url_cleanup(u);

@@ -9,6 +9,7 @@
 
 #include <lauxlib.h>
 
+#include "printable.h"
 #include "prompt.h"
 #include "repl.h"
 #include "sink.h"
@@ -266,10 +267,18 @@ static int print_results(lua_State *L, int top)
 
 static void report(lua_State *L)
 {
-	const char *msg = lua_tostring(L, -1);
+	const char *msg = lua_tostring(L, -1), *nl;
 
 	fflush(stdout);
-	fprintf(stderr, "%s\n", msg != NULL ? msg : "(error object is not a string)");
+	if (msg == NULL)
+		msg = "(error object is not a string)";
+	/* A traceback keeps its lines and tabs; everything else is escaped. */
+	for (; (nl = strpbrk(msg, "\n\t")) != NULL; msg = nl + 1) {
+		ls_fputs_printable(msg, (size_t)(nl - msg), stderr);
+		fputc(*nl, stderr);
+	}
+	ls_fputs_printable(msg, strlen(msg), stderr);
+	fputc('\n', stderr);
 	fflush(stderr);
 }
 

@@ -211,11 +211,12 @@ def test_bad_progress_value_is_a_usage_error(tmp):
 
 
 def test_control_bytes_in_entry_names_do_not_reach_the_terminal(tmp):
-    """A hostile entry name with terminal escapes is drawn with '?' instead."""
+    """A hostile entry name with terminal escapes, invalid UTF-8 and a C1
+    control is drawn escaped, as every message is (\\ddd)."""
     import io
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        info = tarfile.TarInfo("evil\x1b[2J\x1b]0;owned\x07\rname")
+        info = tarfile.TarInfo("evil\x1b[2J\x1b]0;owned\x07\rname\udcff\u009b")
         info.size = 256 * 1024
         t.addfile(info, io.BytesIO(b"\0" * info.size))
     data = buf.getvalue()
@@ -225,5 +226,6 @@ def test_control_bytes_in_entry_names_do_not_reach_the_terminal(tmp):
     t.wait_for(lambda out: b"evil" in out, "a progress line naming the entry")
     t.finish(data[65536:])
     assert t.out.count(b"\x1b") == t.out.count(b"\x1b[K"), "escape reached the terminal: %r" % t.out[:300]
-    assert b"\x07" not in t.out
-    assert any("evil?[2J?]0;owned??name" in d for d in draws(t.out)), draws(t.out)
+    assert b"\x07" not in t.out and b"\xff" not in t.out and b"\xc2\x9b" not in t.out
+    assert any("evil\\027[2J\\027]0;owned\\007\\013name\\255\\194\\155" in d
+               for d in draws(t.out)), draws(t.out)

@@ -330,7 +330,7 @@ local function summary(ctx)
 			and ", " .. human_bytes(s.bytes_in / s.seconds) .. "/s" or ""
 		parts[#parts + 1] = string.format("in %.2f s%s", s.seconds, rate)
 	end
-	io.stderr:write("layersplit: ", ctx.outdir, ": ", table.concat(parts, ", "), "\n")
+	io.stderr:write("layersplit: ", errors.printable(ctx.outdir), ": ", table.concat(parts, ", "), "\n")
 end
 
 -- "compression: zlib 1.2.13, libdeflate 1.14, ...": the libraries whose
@@ -412,10 +412,10 @@ local function push_summary(ctx)
 	if s.seconds then
 		parts[#parts + 1] = string.format("in %.2f s", s.seconds)
 	end
-	io.stderr:write("layersplit: push ", ctx.options.destination, ": ",
+	io.stderr:write("layersplit: push ", errors.printable(ctx.options.destination), ": ",
 		table.concat(parts, ", "), "\n")
 	for _, p in ipairs(s.pushed or {}) do
-		io.stderr:write("layersplit: pushed ", p.repository, ":", p.tag, " ", p.digest, "\n")
+		io.stderr:write("layersplit: pushed ", errors.printable(p.repository .. ":" .. p.tag .. " " .. p.digest), "\n")
 	end
 end
 
@@ -487,8 +487,9 @@ local function list_entries(reader)
 			return count
 		end
 		count = count + 1
-		print(string.format("%-8s %12d  %s%s", entry.type, entry.size or 0, entry.path,
-			entry.target and " -> " .. entry.target or ""))
+		print(string.format("%-8s %12d  %s%s", entry.type, entry.size or 0,
+			errors.printable(entry.path),
+			entry.target and " -> " .. errors.printable(entry.target) or ""))
 	end
 end
 

@@ -9,7 +9,7 @@ local json = require "layersplit.json"
 local progress = require "layersplit.progress"
 local settings = require "layersplit.settings"
 
-local check, raise = errors.check, errors.raise
+local check, raise, printable = errors.check, errors.raise, errors.printable
 
 local driver = {}
 
@@ -87,7 +87,7 @@ end
 
 function Context:log(fmt, ...)
 	if self.options.verbose then
-		io.stderr:write("layersplit: ", string.format(fmt, ...), "\n")
+		io.stderr:write("layersplit: ", printable(string.format(fmt, ...)), "\n")
 	end
 end
 
@@ -98,11 +98,6 @@ function Context:fail(class, what, why)
 		what = self.entry_path or (self.input == "-" and "<stdin>" or self.input)
 	end
 	raise(class, what, why)
-end
-
--- Control characters in a name as \ddd, so each entry stays one line.
-local function printable(s)
-	return (s:gsub("[%c\\]", function(c) return string.format("\\%03d", c:byte()) end))
 end
 
 -- "trace: <path> [<type>[ -> <target>], <size> bytes]: <action>"
@@ -229,9 +224,13 @@ function driver.run(opts, on_context)
 		local entry, err, class = reader:next()
 		if entry == nil then
 			if err ~= nil then
-				-- an entry refused ("entry") rejects the image like a damaged stream
-				raise(class == "entry" and "archive" or class or "archive",
-					opts.input == "-" and "<stdin>" or opts.input, err)
+				-- An entry refused ("entry") rejects the image like a damaged
+				-- stream.  Its message names the entry; the reader's other
+				-- messages name the input already.
+				if class == "entry" then
+					raise("archive", opts.input == "-" and "<stdin>" or opts.input, err)
+				end
+				raise(class or "archive", err)
 			end
 			break
 		end
@@ -275,7 +274,7 @@ function driver.run(opts, on_context)
 		committed = true
 		if warning then
 			-- Best effort: the output is in place, nothing may fail the run now.
-			io.stderr:write("layersplit: warning: ", warning, "\n")
+			io.stderr:write("layersplit: warning: ", printable(warning), "\n")
 		end
 	end
 	finished = true

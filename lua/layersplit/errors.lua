@@ -2,7 +2,16 @@
 -- An error is a table {class=, message=}; the class picks the exit status:
 -- "archive" 1 (input rejected), "entry" 1 (one entry refused: a reader goes
 -- on after it), "usage" 2, "io" 3, "policy" 4, "signal".
+local fs = require "layersplit.fs"
+
 local errors = {}
+
+-- tostring(s) with every byte that is not printable text (control
+-- characters, invalid UTF-8, bidi controls, the backslash) as \ddd: the
+-- one escaping for every message that may carry a name from the archive.
+-- Error messages are escaped where they are printed, so a message is not
+-- escaped when it is raised.
+errors.printable = fs.printable
 
 local Error = {}
 Error.__index = Error
