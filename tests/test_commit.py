@@ -158,3 +158,30 @@ def test_no_sync_skips_every_fsync(tmp):
     assert [c for c in calls if "sync" in c[0]] == [], calls
     assert len([c for c in calls if c[0].startswith("rename")]) == 1, calls
     expect.check_output(fixtures.path(ARCHIVE), out)
+
+
+def test_a_signal_after_the_commit_is_no_error(tmp):
+    """A script commits a stage, then SIGTERM reaches the process: the output
+    is in place, the run ends normally with status 0.  The same signal
+    before the commit stops the script (143) and the stage is removed."""
+    script = tmp / "commit.lua"
+    script.write_text("""
+local fs = require "layersplit".fs
+local outdir, before = arg[1], arg[2] == "before"
+local stage = assert(fs.stage(outdir))
+assert(fs.write_file(stage .. "/f", "data"))
+if before then os.execute("kill -TERM $PPID") end
+assert(fs.commit(stage, outdir))
+if not before then os.execute("kill -TERM $PPID") end
+for i = 1, 100000 do local t = {i} end -- Lua runs on after the signal
+print("done")
+""")
+    p = subprocess.run([binary(), "run", str(script), str(tmp / "after"), "after"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 0 and p.stdout == b"done\n", (p.returncode, p.stderr)
+    assert (tmp / "after" / "f").read_bytes() == b"data"
+    p = subprocess.run([binary(), "run", str(script), str(tmp / "before"), "before"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert_error(Result(p.returncode, p.stderr.decode()), 128 + signal.SIGTERM,
+                 ["interrupted by SIGTERM"])
+    assert not (tmp / "before").exists() and staging_dirs(tmp) == [], os.listdir(tmp)
