@@ -282,3 +282,32 @@ def test_spool_is_removed(tmp):
     spool.mkdir()
     pushed(tmp, fixtures.path("podman_dup.tar"), "%s/spool:1" % registry().host, "--spool", spool)
     assert os.listdir(spool) == []
+
+
+@with_registry
+def test_push_from_the_repl_and_the_client_from_a_script(tmp):
+    """push(ARCHIVE, DEST, opts) at the REPL; layersplit.client in a script
+    run by `layersplit run` reads back the manifest it pushed."""
+    reg = registry()
+    archive = fixtures.path("podman_dup.tar")
+    env = dict(os.environ, HOME=str(tmp), XDG_CACHE_HOME=str(tmp / "cache"))
+    statements = ('p = push(ARCHIVE, "%s/repl/app:1", {tls_verify = false})\n'
+                  'print(p[1].repository, p[1].tag, p[1].digest)\n' % reg.host)
+    p = subprocess.run([binary(), "repl", archive], input=statements.encode(), env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    repository, tag, digest = p.stdout.decode().split()
+    assert (repository, tag) == ("%s/repl/app" % reg.host, "1")
+    assert sha256(skopeo_inspect_raw("%s/repl/app:1" % reg.host)) == digest
+    script = tmp / "read.lua"
+    script.write_text(
+        'local client = require "layersplit.client"\n'
+        'local digest = require "layersplit.digest"\n'
+        'local c = client.new{host = arg[1], tls_verify = false}\n'
+        'c:probe()\n'
+        'local body = c:get_manifest("repl/app", "1", {"application/vnd.docker.distribution.manifest.v2+json"})\n'
+        'print("sha256:" .. digest.sha256_hex(body))\n')
+    p = subprocess.run([binary(), "run", script, reg.host], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=env, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout.decode().strip() == digest

@@ -278,9 +278,9 @@ function cli.validate_push(opts)
 	if opts.format ~= "docker" and opts.format ~= "oci" then
 		usage_error("--format " .. opts.format, "expected docker or oci")
 	end
-	if opts.tls_verify == nil or opts.tls_verify == "true" then
+	if opts.tls_verify == nil or opts.tls_verify == true or opts.tls_verify == "true" then
 		opts.tls_verify = true
-	elseif opts.tls_verify == "false" then
+	elseif opts.tls_verify == false or opts.tls_verify == "false" then
 		opts.tls_verify = false
 	else
 		usage_error("--tls-verify " .. opts.tls_verify, "expected true or false")
@@ -522,6 +522,25 @@ local function run_policy(policy, input, opts)
 	return _G.ctx
 end
 
+-- push(ARCHIVE, DEST [, opts]) in the REPL: `layersplit push` with the
+-- options by name (tls_verify = false, creds = "USER:PASSWORD", format =
+-- "oci", out = DIR, policy = FILE, ...); returns what was pushed, and the
+-- context becomes the global `ctx` (kept when the push fails).
+local function repl_push(input, dest, opts)
+	if type(input) ~= "string" or type(dest) ~= "string" or (opts ~= nil and type(opts) ~= "table") then
+		raise("usage", "push", "expected push(ARCHIVE, DEST [, {tls_verify =, creds =, ...}])")
+	end
+	local run = {positional = {input, dest}, settings = {}, progress = "never", quiet = true}
+	for k, v in pairs(opts or {}) do
+		run[k] = type(v) == "number" and tostring(v) or v
+	end
+	cli.validate_push(run)
+	require("layersplit.driver").run(run, function(ctx)
+		_G.ctx = ctx
+	end)
+	return _G.ctx.summary.pushed
+end
+
 -- layersplit repl [ARCHIVE]: a Lua prompt with the modules as globals.
 function cli.repl(args)
 	local path = args[2]
@@ -537,8 +556,10 @@ function cli.repl(args)
 	end
 	_G.entries = list_entries
 	_G.run_policy = run_policy
-	local banner = string.format("layersplit %s REPL (%s): %s;\nrun_policy(POLICY, ARCHIVE) runs one",
-		host.version, _VERSION, "layersplit, " .. table.concat(cli.repl_globals, ", "))
+	_G.push = repl_push
+	local banner = string.format("layersplit %s REPL (%s): %s;\nrun_policy(POLICY, ARCHIVE) runs one, "
+		.. "push(ARCHIVE, DEST) pushes", host.version, _VERSION,
+		"layersplit, " .. table.concat(cli.repl_globals, ", "))
 	if path then
 		_G.ARCHIVE = path
 		_G.reader = errors.check(layersplit.archive.open(path))
@@ -554,6 +575,7 @@ function cli.repl(args)
 end
 
 -- The modules the REPL has as globals, besides `layersplit` itself.
-cli.repl_globals = {"archive", "gzip", "digest", "fs", "json", "image", "errors", "settings"}
+cli.repl_globals = {"archive", "gzip", "digest", "fs", "json", "image", "errors", "settings",
+	"registry", "client"}
 
 return cli
