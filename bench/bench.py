@@ -11,6 +11,9 @@ files (bench/make_image.py), then times, best of BENCH_RUNS runs
   - pigz -6 -p 1 and -p N, igzip -1 and -3 (one thread), each on the layer
     tars one after another: the same bytes layersplit compresses;
   - skopeo copy docker-archive:image.tar oci:DIR (reads the file);
+  - pushing into an empty docker-registry on 127.0.0.1 (a new one per run):
+    `cat image.tar | layersplit push --engine isal -j N - REG/...` against
+    `skopeo copy docker-archive:image.tar docker://REG/...`;
   - the original algorithm (bench/original.py), on a smaller image
     (BENCH_ORIGINAL_MB), compared by MB/s;
   - sha256sum (coreutils) of the archive, a floor for reading it once;
@@ -49,6 +52,9 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 import make_image  # noqa: E402
 from report import MB, find, markdown, rel, report, table, targets  # noqa: E402
+
+sys.path.insert(0, str(REPO / "tests"))
+from registry import Client, Registry  # noqa: E402  (the test suite's loopback registry)
 
 MIB = 1024 * 1024
 GNU_TIME = "/usr/bin/time"
@@ -208,6 +214,50 @@ class Measure:
         return self.input_bytes / MB / self.best
 
 
+class PushMeasure(Measure):
+    """A row whose commands push to a registry of its own: Debian's
+    docker-registry on 127.0.0.1, started empty for each run (so nothing is
+    skipped as already there) and stopped after it; {REG} is its host."""
+
+    host = None
+
+    def argvs(self, out):
+        return [([a.replace("{REG}", self.host or "REGISTRY") for a in argv], stdout, pipe)
+                for argv, stdout, pipe in super().argvs(out)]
+
+    def run(self, work, first):
+        reg_dir = work.parent / (work.name + "-registry")
+        shutil.rmtree(reg_dir, ignore_errors=True)
+        reg_dir.mkdir(parents=True)
+        try:
+            with Registry(reg_dir) as reg:
+                self.host = reg.host
+                return super().run(work, first)
+        finally:
+            self.host = None
+            shutil.rmtree(reg_dir, ignore_errors=True)
+
+
+class PushCheck:
+    """The pushed manifest names the same layer digests as the file mode's
+    output of the same engine (LayersplitCheck's reference for it)."""
+
+    def __init__(self, files_check, engine, repository):
+        self.files_check, self.engine, self.repository = files_check, engine, repository
+
+    def __call__(self, measure, out, first):
+        r = Client("http://" + measure.host).get_manifest(self.repository, "1")
+        if r.status != 200:
+            raise BenchError("%s: no manifest at %s:1 (HTTP %d)" % (measure.name, self.repository, r.status))
+        pushed = {l["digest"] for l in json.loads(r.body)["layers"]}
+        if self.engine not in self.files_check.reference:
+            return
+        ref_name, files = self.files_check.reference[self.engine]
+        want = {"sha256:" + sha for name, sha in files.items() if name.endswith(".tar.gz")}
+        if pushed != want:
+            raise BenchError("%s pushed other layer digests than %s wrote" % (measure.name, ref_name))
+
+
 def sum_files(suffix):
     return lambda out: sum(p.stat().st_size for p in out.iterdir() if p.name.endswith(suffix))
 
@@ -319,6 +369,20 @@ def build_measures(layersplit, info, image, small_info, small, jobs):
                 count=oci_layer_bytes)
     m.kind = "skopeo"
     measures.append(m)
+    # Pushing: layersplit from a pipe against skopeo from the file, each into
+    # an empty registry on loopback; layersplit's spool and cache under OUT.
+    m = PushMeasure("layersplit push --engine isal -j %d" % jobs, jobs, archive_bytes,
+                    [([layersplit, "push", "-q", "--tls-verify=false", "--engine", "isal", "-j", jobs,
+                       "--cache", "{OUT}/cache", "--spool", "{OUT}", "-", "{REG}/bench/layersplit:1"],
+                      None, image_tar)],
+                    check=PushCheck(check, "isal", "bench/layersplit"))
+    m.engine, m.kind = "isal", "push"
+    measures.append(m)
+    m = PushMeasure("skopeo copy to a registry", jobs, archive_bytes,
+                    [(["skopeo", "copy", "-q", "--dest-tls-verify=false", "docker-archive:%s" % image_tar,
+                       "docker://{REG}/bench/skopeo:1"], None, None)])
+    m.kind = "skopeo push"
+    measures.append(m)
     small_tar = small / small_info["archive"]
     m = Measure("original (Python, gzip -9)", 1, small_info["archive_bytes"],
                 [([sys.executable, HERE / "original.py", small_tar, "{OUT}"], None, None)],
@@ -341,6 +405,7 @@ def run_order(measures, jobs):
         order += [find(measures, "layersplit", n, "zlib"), find(measures, "pigz", n)]
     order += [find(measures, "layersplit", n, "isal") for n in sorted({1, jobs})]
     order.append(find(measures, "skopeo"))
+    order += [find(measures, "push"), find(measures, "skopeo push")]
     return order + [m for m in measures if m not in order]
 
 
@@ -357,7 +422,7 @@ def main():
     layersplit = Path(os.environ.get("LAYERSPLIT") or REPO / "build" / "layersplit").resolve()
     if not os.access(layersplit, os.X_OK):
         raise BenchError("no layersplit binary at %s (run make)" % layersplit)
-    for tool in ("pigz", "igzip", "skopeo", "sha256sum", "cat", GNU_TIME):
+    for tool in ("pigz", "igzip", "skopeo", "sha256sum", "cat", "docker-registry", GNU_TIME):
         if not shutil.which(tool):
             raise BenchError("%s not found (make deps installs it)" % tool)
 
@@ -396,9 +461,12 @@ def main():
     checked = ["%s: every run's files hash to digests.json; on run 1 every layer decompressed "
                "(one gzip member) to its diff_id." % ", ".join(counted)]
     for engine in ("zlib", "isal"):
-        names = [m.name for m in measures if getattr(m, "engine", None) == engine]
+        names = [m.name for m in measures if getattr(m, "engine", None) == engine and m.kind == "layersplit"]
         if len(names) > 1:
             checked.append("%s: byte-identical outputs in all %d runs." % (" and ".join(names), runs))
+    pushed = find(measures, "push")
+    checked.append("%s: in every run the pushed manifest names the layer digests the file mode "
+                   "(--engine isal) wrote." % pushed.name)
     target_rows = targets(measures, jobs, info["archive_bytes"])
     text = report(measures, target_rows, info, small_info, host, versions, runs, image, small, checked)
     results.write_text(text)
