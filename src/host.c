@@ -142,11 +142,29 @@ void ls_host_close(lua_State *L)
 	free(h);
 }
 
+/* Pushes "file:line: " of the innermost Lua function that raised the error
+ * (the handler is level 0, error() a C function above it), or "". */
+static void push_where(lua_State *L)
+{
+	lua_Debug ar;
+
+	for (int level = 1; lua_getstack(L, level, &ar); level++) {
+		if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+			lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+			return;
+		}
+	}
+	lua_pushliteral(L, "");
+}
+
 /* Turns any error value into {class=, message=, traceback=}: errors raised by
- * the runtime are already tables; a string is a script error. */
+ * the runtime are already tables; a string is a script error; any other
+ * value (a table without a message too) is named with where it was raised. */
 static int message_handler(lua_State *L)
 {
-	if (lua_type(L, 1) == LUA_TTABLE) {
+	int is_table = lua_type(L, 1) == LUA_TTABLE;
+
+	if (is_table && lua_getfield(L, 1, "message") == LUA_TSTRING) {
 		if (lua_getfield(L, 1, "traceback") == LUA_TNIL) {
 			luaL_traceback(L, L, NULL, 1);
 			lua_setfield(L, 1, "traceback");
@@ -154,13 +172,23 @@ static int message_handler(lua_State *L)
 		lua_settop(L, 1);
 		return 1;
 	}
+	lua_settop(L, 1);
 	lua_createtable(L, 0, 3);
 	lua_pushstring(L, ls_interrupted ? "signal" : "policy");
 	lua_setfield(L, -2, "class");
-	if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)
+	if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER) {
 		lua_pushvalue(L, 1);
-	else
-		lua_pushfstring(L, "error object is a %s value", luaL_typename(L, 1));
+	} else if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
+		push_where(L);
+		lua_insert(L, -2);
+		lua_concat(L, 2);
+	} else {
+		lua_settop(L, 2); /* drops what a failed __tostring left */
+		push_where(L);
+		lua_pushfstring(L, "%s%s value raised as an error%s", lua_tostring(L, -1),
+				luaL_typename(L, 1), is_table ? " (a table without a message)" : "");
+		lua_remove(L, -2);
+	}
 	lua_setfield(L, -2, "message");
 	luaL_traceback(L, L, NULL, 1);
 	lua_setfield(L, -2, "traceback");

@@ -379,3 +379,15 @@ show(u:write(string.rep("y", 100000)) ~= nil, u:close())
 fs.discard(stage)""", tmp)
     assert out[0].startswith("fs.writer (empty)|nil"), out
     assert out[1] == "true|100000", out
+
+
+def test_a_script_raising_a_value_that_is_not_a_string_names_where(tmp):
+    for body, want in (
+            ("local x = 1\nerror({code = 1})\n", "s.lua:2: table value raised as an error (a table without a message)"),
+            ("error(nil)\n", "s.lua:1: nil value raised as an error"),
+            ("error(setmetatable({}, {__tostring = function() return 'custom' end}))\n", "s.lua:1: custom")):
+        (tmp / "s.lua").write_text(body)
+        p = subprocess.run([binary(), "run", "s.lua"], cwd=tmp, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        p.err = p.stderr.decode()
+        assert assert_error(p, 4) == "layersplit: " + want, p.err
