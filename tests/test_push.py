@@ -126,7 +126,21 @@ def check_image(ref, manifest, config, layers):
     assert [l["digest"] for l in manifest["layers"]] == [d for _, d in layers], ref
 
 
-def check_pushed(tmp, archive, repository, images):
+def check_layers_by_copy(tmp, ref, layers):
+    """skopeo copy docker://ref oci:DIR: every layer blob hashes to its
+    digest and decompresses to the config's diff_id."""
+    oci = skopeo_copy_to_oci(ref, tmp / ("copy-%s" % ref.replace("/", "-").replace(":", "-")))
+    index = json.loads((oci / "index.json").read_bytes())
+    manifest = json.loads((oci / "blobs/sha256" / index["manifests"][0]["digest"][7:]).read_bytes())
+    got = []
+    for layer in manifest["layers"]:
+        blob = (oci / "blobs/sha256" / layer["digest"][7:]).read_bytes()
+        assert sha256(blob) == layer["digest"]
+        got.append(sha256(gzip.decompress(blob)))
+    assert got == [d for d, _ in layers], ref
+
+
+def check_pushed(tmp, archive, repository, images, copy=False):
     reg = registry()
     for ref, which in expected_references(reg.host + "/" + repository, images).items():
         raw = skopeo_inspect_raw(ref)
@@ -136,6 +150,9 @@ def check_pushed(tmp, archive, repository, images):
             _, config, layers = images[which[0]]
             check_image(ref, doc, config, layers)
             assert skopeo_inspect_config(ref)["rootfs"]["diff_ids"] == [d for d, _ in layers]
+            if copy:
+                check_layers_by_copy(tmp, ref, layers)
+                copy = False   # one image per archive is enough
         else:
             assert doc["mediaType"] == DOCKER_LIST, (ref, doc)
             assert len(doc["manifests"]) == len(which)
@@ -147,16 +164,21 @@ def check_pushed(tmp, archive, repository, images):
 
 
 @with_registry
-def test_every_layout_round_trips_from_a_pipe(tmp):
-    """Each image reads back with the file mode's layer digests, its own
-    config bytes and, through skopeo copy, layers whose content is the
-    config's diff_ids."""
+def test_every_layout_round_trips_from_a_pipe_and_a_file(tmp):
+    """Each image reads back with the file mode's layer digests (computed
+    here, with the same build), its own config bytes and the config's
+    diff_ids; skopeo copies one image of each archive to an OCI layout whose
+    layers decompress to those diff_ids."""
     for name in fixtures.LAYOUTS:
         archive = fixtures.path(name)
         repository = "layouts/" + name.split(".")[0].replace("_", "-")
         images = file_mode(tmp, archive)
-        pushed(tmp, archive, "%s/%s" % (registry().host, repository))
-        check_pushed(tmp, archive, repository, images)
+        from_pipe = pushed(tmp, archive, "%s/%s" % (registry().host, repository))
+        check_pushed(tmp, archive, repository, images, copy=True)
+        # and from the file, into another repository: the same manifests
+        from_file = pushed(tmp, archive, "%s/%s-file" % (registry().host, repository), pipe=False)
+        check_pushed(tmp, archive, repository + "-file", images)
+        assert [p["digest"] for p in from_file["pushed"]] == [p["digest"] for p in from_pipe["pushed"]]
 
 
 @with_registry
@@ -165,16 +187,11 @@ def test_skopeo_copies_a_pushed_image_with_the_config_diff_ids(tmp):
     images = file_mode(tmp, archive)
     ref = "%s/copy/ctr:1.0" % registry().host
     pushed(tmp, archive, ref)
-    oci = skopeo_copy_to_oci(ref, tmp / "oci")
+    check_layers_by_copy(tmp, ref, images[0][2])
+    oci = tmp / ("copy-%s" % ref.replace("/", "-").replace(":", "-"))
     index = json.loads((oci / "index.json").read_bytes())
     manifest = json.loads((oci / "blobs/sha256" / index["manifests"][0]["digest"][7:]).read_bytes())
-    _, config, layers = images[0]
-    got = []
-    for layer in manifest["layers"]:
-        blob = (oci / "blobs/sha256" / layer["digest"][7:]).read_bytes()
-        assert sha256(blob) == layer["digest"]
-        got.append(sha256(gzip.decompress(blob)))
-    assert got == [d for d, _ in layers]
+    config = images[0][1]
     # skopeo rewrites a Docker config as an OCI one: the content is the same
     copied = json.loads((oci / "blobs/sha256" / manifest["config"]["digest"][7:]).read_bytes())
     assert copied["rootfs"] == json.loads(config)["rootfs"]
