@@ -14,7 +14,7 @@ from pathlib import Path
 
 import fixtures
 from harness import assert_error, binary, split, with_repo_tags
-from registry import Registry, skopeo_copy_to_oci, skopeo_inspect_config, skopeo_inspect_raw
+from registry import Client, Registry, skopeo_copy_to_oci, skopeo_inspect_config, skopeo_inspect_raw
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -328,3 +328,32 @@ def test_push_from_the_repl_and_the_client_from_a_script(tmp):
                        env=env, timeout=60)
     assert p.returncode == 0, p.stderr.decode()
     assert p.stdout.decode().strip() == digest
+
+
+@with_registry
+def test_v2metadata_blobs_on_the_same_registry_are_mounted_not_sent(tmp):
+    """--v2metadata: a layer docker pulled from this registry (its record's
+    SourceRepository) is mounted from there as the registry's own blob, which
+    the manifest then names; nothing is streamed for it."""
+    reg = registry()
+    archive = fixtures.path("podman_dup.tar")
+    (_, config, layers), = file_mode(tmp, archive)
+    out = tmp / ("files-" + archive.name)
+    digests = json.loads((out / "digests.json").read_bytes())[0]
+    client = Client(reg.url)
+    v2 = tmp / "v2metadata"
+    v2.mkdir()
+    pulled = {}
+    for diff_id, _ in layers:
+        tar = gzip.decompress((out / (digests[diff_id]["layer_id"] + ".tar.gz")).read_bytes())
+        blob = gzip.compress(tar, 9, mtime=0)   # as another tool compressed it
+        pulled[diff_id] = client.upload_blob("pulled/base", blob)
+        (v2 / diff_id[7:]).write_text(json.dumps([{"Digest": pulled[diff_id],
+                                                   "SourceRepository": reg.host + "/pulled/base", "HMAC": ""}]))
+    mark = len(reg.requests())
+    doc = pushed(tmp, archive, "%s/pulled/app:1" % reg.host, "--v2metadata", v2)
+    assert not [r for r in reg.requests()[mark:] if r.method == "PATCH"]
+    manifest = json.loads(skopeo_inspect_raw("%s/pulled/app:1" % reg.host))
+    assert [l["digest"] for l in manifest["layers"]] == [pulled[d] for d, _ in layers]
+    assert {l["status"] for l in doc["images"][0]["layers"]} == {"mounted"}
+    check_layers_by_copy(tmp, "%s/pulled/app:1" % reg.host, layers)

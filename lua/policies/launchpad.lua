@@ -45,7 +45,7 @@ end
 
 -- Docker's v2metadata-by-diffid record for a layer: a layer pulled from a
 -- registry keeps its registry digest and source repository.
-local function v2metadata(dir, diff_id)
+function policy.v2metadata(dir, diff_id)
 	local path = dir .. "/" .. diff_id:gsub("^sha256:", "")
 	if fs.kind(path) ~= "file" then
 		return nil
@@ -83,7 +83,7 @@ function policy.finish(ctx)
 				file = file, compressed_size = record.out_size, uncompressed_size = record.size,
 				kept = record.kept, stored_as = record.kind}
 			if ctx.options.v2metadata then
-				local d, source = v2metadata(ctx.options.v2metadata, diff_ids[i])
+				local d, source = policy.v2metadata(ctx.options.v2metadata, diff_ids[i])
 				if d then
 					entry.digest, entry.source = d, source
 					report[i].registry_digest, report[i].source = d, source

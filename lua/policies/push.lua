@@ -119,6 +119,43 @@ function push.ensure_blob(ctx, c, repository, d, body)
 	return how
 end
 
+-- Docker's v2metadata record for diff_id (--v2metadata): the blob the
+-- layer was pulled as and its repository, when that repository is on the
+-- client's registry ("HOST/PATH"); else nil.
+local function v2_source(ctx, c, diff_id)
+	local dir = ctx.options.v2metadata
+	if not dir or not diff_id then
+		return nil
+	end
+	local d, source = launchpad.v2metadata(dir, diff_id)
+	local host, repository = (source or ""):match("^([^/]+)/(.+)$")
+	if d and host == c.host then
+		return d, repository
+	end
+	return nil
+end
+
+-- The registry's own blob for a layer (--v2metadata): HEAD or mount it into
+-- repository; {digest=, size=, how=} when it is there, else nil.
+local function pulled_blob(ctx, c, repository, diff_id)
+	local d, source = v2_source(ctx, c, diff_id)
+	if not d then
+		return nil
+	end
+	local how = known(ctx, c, repository, d)
+	if not how then
+		if c:head_blob(repository, d) then
+			how = "skipped"
+		elseif c:mount(repository, d, source) then
+			how = "mounted"
+		else
+			return nil
+		end
+		note(ctx, c, repository, d, how)
+	end
+	return {digest = d, size = c:head_blob(repository, d), how = how}
+end
+
 -- store.on_layer: decides, before the layer streams past, whether to send
 -- it; a layer whose digest is known (a kept gzip blob's name, or the cache)
 -- and that the registry has is not sent.
@@ -128,6 +165,11 @@ local function on_layer(ctx, entry, kind, layer_id)
 	local candidate = kind == "gzip" and entry.path:match("^blobs/sha256/(%x+)$")
 	candidate = candidate and "sha256:" .. candidate
 		or ctx.cache:lookup(layer_id, o.engine, o.level)
+	-- a layer named by its diff_id (podman, docker >= 25) pulled from this registry
+	local named = #layer_id == 64 and layer_id:match("^%x+$") and "sha256:" .. layer_id
+	if named and pulled_blob(ctx, c, repository, named) then
+		return {}, nil
+	end
 	if candidate and skip_or_mount(ctx, c, repository, candidate) then
 		return {}, nil -- if the bytes turn out different, finish pushes them
 	end
@@ -296,8 +338,9 @@ function push.manifest(ctx, img)
 	local types = push.media_types[ctx.format]
 	local layers = json.array()
 	for i, record in ipairs(img.records) do
-		layers[i] = {mediaType = types.layer, digest = "sha256:" .. record.digest,
-			size = record.out_size}
+		local pulled = img.pulled and img.pulled[i]
+		layers[i] = {mediaType = types.layer, digest = pulled and pulled.digest or "sha256:" .. record.digest,
+			size = pulled and pulled.size or record.out_size}
 	end
 	return json.encode({
 		schemaVersion = 2,
@@ -339,11 +382,19 @@ function push.finish(ctx)
 	local report, layer_status = json.array(), {}
 	for _, t in ipairs(targets) do
 		for _, img in ipairs(t.images) do
-			for _, record in ipairs(img.records) do
-				local d = "sha256:" .. record.digest
-				local how = push.ensure_blob(ctx, t.client, t.repository, d,
-					{file = ctx:path(record.file)})
-				layer_status[record] = layer_status[record] or how
+			img.pulled = img.pulled or {}
+			for i, record in ipairs(img.records) do
+				local pulled = pulled_blob(ctx, t.client, t.repository, record.diff_id)
+				if pulled then
+					-- the registry's own blob of the layer goes in the manifest
+					img.pulled[i] = pulled
+					layer_status[record] = layer_status[record] or pulled.how
+				else
+					local d = "sha256:" .. record.digest
+					local how = push.ensure_blob(ctx, t.client, t.repository, d,
+						{file = ctx:path(record.file)})
+					layer_status[record] = layer_status[record] or how
+				end
 			end
 			push.ensure_blob(ctx, t.client, t.repository,
 				"sha256:" .. digest.sha256_hex(img.config), {body = img.config})
@@ -385,8 +436,10 @@ function push.finish(ctx)
 		local list = json.array()
 		for i, record in ipairs(img.records) do
 			local how = layer_status[record]
+			local pulled = img.pulled and img.pulled[i]
 			list[i] = {layer_id = record.layer_id, diff_id = img.diff_ids[i],
-				digest = "sha256:" .. record.digest, size = record.out_size,
+				digest = pulled and pulled.digest or "sha256:" .. record.digest,
+				size = pulled and pulled.size or record.out_size,
 				uncompressed_size = record.size, status = how}
 			if how and not layers[record] then
 				layers[record] = true
