@@ -190,6 +190,9 @@ def test_a_whiteout_from_umoci_deletes_and_a_later_layer_adds_back(tmp):
     by_path = {f["path"]: f["layer_id"] for f in report["extracted"]}
     assert by_path["opt/dup/f"] == img.layer_ids[-1], (by_path, img.layer_ids)
     assert by_path["etc/os-release"] == img.layer_ids[0]
+    for layer in report["layers"]:   # per layer: what the image shows from it
+        assert layer["extracted"] == sorted(p for p, lid in by_path.items() if lid == layer["layer_id"]), layer
+    assert sum(len(l["extracted"]) for l in report["layers"]) == len(by_path)
 
 
 def test_the_default_paths_take_os_release(tmp):
