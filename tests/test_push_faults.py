@@ -170,3 +170,46 @@ def test_a_truncated_archive_is_exit_1_and_pushes_no_manifest(tmp):
         assert_error(p, 1, ["truncated", "unexpected end", "eof"])
         assert reg.count("PUT", path="/manifests/") == 0
         assert os.listdir(spool(tmp)) == [] and our_processes(tmp) == []
+
+
+def test_a_slow_registry_slows_the_input_and_memory_stays_bounded(tmp):
+    """The upload queue is bounded: with the registry taking 4 MB/s, feeding a
+    40 MB incompressible layer through the pipe takes about as long as the
+    upload (the input waits), and the process never holds the layer."""
+    import random
+    import threading
+    import tarkit
+    data = random.Random(9).randbytes(40 << 20)
+    tar = tarkit.layer_tar([("big.bin", data)])
+    image = {"tags": ["example.com/big:1"], "config": tarkit.config_for([tar]),
+             "layers": [(tarkit.pick_id("big"), tar)]}
+    archive = tmp / "big.tar"
+    archive.write_bytes(tarkit.legacy_archive([image]))
+    with Registry(tmp) as reg, FaultProxy(reg) as proxy:
+        proxy.throttle(4 << 20, method="PATCH")
+        e = dict(os.environ, HOME=str(tmp), XDG_CACHE_HOME=str(tmp / "cache"))
+        errfile = open(tmp / "stderr", "w+b")
+        p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", str(tmp / "rss"),
+                              binary(), "push", "--tls-verify=false", "-j", "2", "-", "%s/big:1" % proxy.host],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errfile, env=e)
+        fed = {}
+
+        def feed():
+            started = time.monotonic()
+            p.stdin.write(archive.read_bytes())
+            p.stdin.close()
+            fed["seconds"] = time.monotonic() - started
+        t = threading.Thread(target=feed)
+        t.start()
+        p.wait(timeout=120)
+        t.join()
+        assert p.returncode == 0, (tmp / "stderr").read_text()
+        assert proxy.count("throttle") == 1, proxy.events
+        # 40 MB at 4 MB/s is 10 s; buffers (the pipe, the gzip ring, the 1 MiB
+        # upload queue, the sockets) hold some MB of it: the input waited
+        assert fed["seconds"] > 5, fed
+        rss_mib = int((tmp / "rss").read_text().split()[-1]) / 1024   # GNU time: peak RSS in KiB
+        assert rss_mib < 64, rss_mib
+        (_, config, layers), = file_mode(tmp, archive)
+        manifest = json.loads(skopeo_inspect_raw("%s/big:1" % reg.host))
+        assert [l["digest"] for l in manifest["layers"]] == [d for _, d in layers]
