@@ -5,11 +5,13 @@ Builds (once, cached in bench/cache/: twice BENCH_SIZE_MB on disk, the
 archive and its layer tars) an image archive of about BENCH_SIZE_MB from real
 files (bench/make_image.py), then times, best of BENCH_RUNS runs
 (interleaved):
-  - layersplit, default engine (zlib level 6) and --engine isal (its default
-    level), each with -j 1 and -j N, reading the archive from a pipe
-    (`cat image.tar | layersplit - OUT`);
-  - pigz -6 -p 1 and -p N, igzip -1 and -3 (one thread), each on the layer
-    tars one after another: the same bytes layersplit compresses;
+  - layersplit, reading the archive from a pipe (`cat image.tar | layersplit
+    - OUT`): the default engine (libdeflate level 6), --engine zlib and
+    --engine isal (its default level) with -j 1 and -j N; libdeflate levels
+    9 and 12 and isal level 3 with -j N;
+  - pigz -6 -p 1 and -p N, pigz -9 -p N, igzip -1 and -3 (one thread), each
+    on the layer tars one after another: the same bytes layersplit
+    compresses;
   - skopeo copy docker-archive:image.tar oci:DIR (reads the file);
   - pushing into an empty docker-registry on 127.0.0.1 (a new one per run):
     `cat image.tar | layersplit push --engine isal -j N - REG/...` against
@@ -17,12 +19,14 @@ files (bench/make_image.py), then times, best of BENCH_RUNS runs
   - the original algorithm (bench/original.py), on a smaller image
     (BENCH_ORIGINAL_MB), compared by MB/s;
   - sha256sum (coreutils) of the archive, a floor for reading it once;
+  - layersplit on an archive of 20,000 empty layers (bench/small_layers.py):
+    the per-layer cost;
 and prints a table (wall time, MB/s, layer file bytes, peak RSS, time ratios
-to pigz on the same threads and to skopeo) with PASS/FAIL for the targets of
-issue 3, and writes it with the machine and the exact commands to
+to pigz -6 on the same threads and to skopeo, bytes ratio to pigz -6) with
+PASS/FAIL for the targets of issues 3 and 11, and writes it with the machine and the exact commands to
 bench/results.md (the rendering is bench/report.py).  Every layersplit output is checked (files hash to
 digests.json; on the first run the layers decompress to their diff_ids;
--j 1 and -j N byte-identical per engine): a broken configuration stops the
+-j 1 and -j N byte-identical per engine and level): a broken configuration stops the
 bench, exit 1.
 
 Other work on the machine skews the times: each row shows how many CPUs'
@@ -31,6 +35,7 @@ measurement the bench waits (up to 30 s, and BENCH_QUIET_WAIT seconds in
 all) for the rest of the machine to go quiet.
 
 Environment: BENCH_SIZE_MB (1000), BENCH_RUNS (2), BENCH_ORIGINAL_MB (100),
+BENCH_MANY_LAYERS (20000),
 BENCH_JOBS (the CPUs this process may use), BENCH_QUIET_WAIT (120),
 BENCH_CACHE (bench/cache), BENCH_RESULTS (bench/results.md), LAYERSPLIT
 (build/layersplit), BENCH_SOURCES (see make_image.py).  Standard library only.
@@ -51,12 +56,14 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 import make_image  # noqa: E402
+import small_layers  # noqa: E402
 from report import MB, find, markdown, rel, report, table, targets  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tests"))
 from registry import Client, Registry  # noqa: E402  (the test suite's loopback registry)
 
 MIB = 1024 * 1024
+MANY_LAYERS = 20000   # the per-layer cost row: an archive of this many empty layers (BENCH_MANY_LAYERS)
 GNU_TIME = "/usr/bin/time"
 
 
@@ -240,7 +247,7 @@ class PushMeasure(Measure):
 
 class PushCheck:
     """The pushed manifest names the same layer digests as the file mode's
-    output of the same engine (LayersplitCheck's reference for it)."""
+    output of the same engine and level (LayersplitCheck's reference for it)."""
 
     def __init__(self, files_check, engine, repository):
         self.files_check, self.engine, self.repository = files_check, engine, repository
@@ -277,8 +284,8 @@ def oci_layer_bytes(out):
 
 
 class LayersplitCheck:
-    """Checks every layersplit output; one engine's outputs must all be the
-    same bytes, whatever the thread count."""
+    """Checks every layersplit output; one engine's outputs at one level must
+    all be the same bytes, whatever the thread count."""
 
     def __init__(self, info):
         self.info, self.reference = info, {}
@@ -295,7 +302,7 @@ class LayersplitCheck:
                 raise BenchError("%s: %s does not hash to its digests.json digest" % (measure.name, name))
             if first and "sha256:" + gunzip_sha256(out / name) != diff:
                 raise BenchError("%s: %s does not decompress to %s" % (measure.name, name, diff))
-        engine = measure.engine
+        engine = (measure.engine, measure.level)
         if engine not in self.reference:
             self.reference[engine] = (measure.name, files)
             return
@@ -304,6 +311,30 @@ class LayersplitCheck:
             differ = sorted(n for n in set(files) | set(ref) if files.get(n) != ref.get(n))
             raise BenchError("%s and %s write different bytes (%s): a broken configuration, not measured"
                              % (ref_name, measure.name, ", ".join(differ)))
+
+
+def many_check(count):
+    """The many-layer archive's output: one file per layer, all the same bytes."""
+    def check(measure, out, first):
+        files = list((out / "out").glob("*.tar.gz"))
+        if len(files) != count or len({f.read_bytes() for f in files}) != 1:
+            raise BenchError("%s: %d layer files, want %d of the same bytes" % (measure.name, len(files), count))
+    return check
+
+
+def kept_sections(results, text):
+    """The sections of an earlier results file that the bench does not write
+    (measurements made by hand: a profile, a cost measured once), to keep."""
+    try:
+        old = results.read_text()
+    except OSError:
+        return ""
+    written = {line for line in text.splitlines() if line.startswith("## ")}
+    kept = []
+    for part in old.split("\n## ")[1:]:
+        if "## " + part.split("\n", 1)[0] not in written:
+            kept.append("## " + part.rstrip("\n") + "\n")
+    return "\n" + "\n".join(kept) if kept else ""
 
 
 def version(argv):
@@ -336,7 +367,15 @@ def machine(jobs):
             "kernel": platform.release(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
-def build_measures(layersplit, info, image, small_info, small, jobs):
+def layersplit_row(layersplit, name, n, options, engine, level, image_tar, archive_bytes, check):
+    m = Measure(name, n, archive_bytes,
+                [([layersplit, "-q"] + options + ["-j", n, "-", "{OUT}"], None, image_tar)],
+                count=sum_files(".tar.gz"), check=check)
+    m.engine, m.level, m.kind = engine, level, "layersplit"
+    return m
+
+
+def build_measures(layersplit, info, image, small_info, small, jobs, many):
     image_tar = image / info["archive"]
     layers = [image / l["file"] for l in info["layers"]]
     layer_bytes = sum(l["bytes"] for l in info["layers"])
@@ -344,20 +383,26 @@ def build_measures(layersplit, info, image, small_info, small, jobs):
     check = LayersplitCheck(info)
     threads = sorted({1, jobs})
     measures = []
-    for engine, options in (("zlib", []), ("isal", ["--engine", "isal"])):
-        for n in threads:
-            label = "layersplit (zlib -6)" if engine == "zlib" else "layersplit --engine isal"
-            m = Measure("%s -j %d" % (label, n), n, archive_bytes,
-                        [([layersplit, "-q"] + options + ["-j", n, "-", "{OUT}"], None, image_tar)],
-                        count=sum_files(".tar.gz"), check=check)
-            m.engine, m.kind = engine, "layersplit"
+    # (label, options, engine, level, thread counts)
+    rows = [("layersplit (libdeflate -6, the default)", [], "libdeflate", 6, threads),
+            ("layersplit --level 9", ["--level", "9"], "libdeflate", 9, [jobs]),
+            ("layersplit --level 12", ["--level", "12"], "libdeflate", 12, [jobs]),
+            ("layersplit --engine zlib", ["--engine", "zlib"], "zlib", 6, threads),
+            ("layersplit --engine isal", ["--engine", "isal"], "isal", 2, threads),
+            ("layersplit --engine isal --level 3", ["--engine", "isal", "--level", "3"], "isal", 3,
+             [jobs])]
+    for label, options, engine, level, counts in rows:
+        for n in counts:
+            measures.append(layersplit_row(layersplit, "%s -j %d" % (label, n), n, options, engine,
+                                           level, image_tar, archive_bytes, check))
+    for level, counts in ((6, threads), (9, [jobs])):
+        for n in counts:
+            m = Measure("pigz -%d -p %d" % (level, n), n, layer_bytes,
+                        [(["pigz", "-%d" % level, "-p", n, "-c", l], "{OUT}/%s.gz" % l.name, None)
+                         for l in layers],
+                        count=sum_files(".gz"))
+            m.kind, m.level = "pigz", level
             measures.append(m)
-    for n in threads:
-        m = Measure("pigz -6 -p %d" % n, n, layer_bytes,
-                    [(["pigz", "-6", "-p", n, "-c", l], "{OUT}/%s.gz" % l.name, None) for l in layers],
-                    count=sum_files(".gz"))
-        m.kind = "pigz"
-        measures.append(m)
     for level in (1, 3):
         m = Measure("igzip -%d" % level, 1, layer_bytes,
                     [(["igzip", "-%d" % level, "-c", l], "{OUT}/%s.gz" % l.name, None) for l in layers],
@@ -375,8 +420,8 @@ def build_measures(layersplit, info, image, small_info, small, jobs):
                     [([layersplit, "push", "-q", "--tls-verify=false", "--engine", "isal", "-j", jobs,
                        "--cache", "{OUT}/cache", "--spool", "{OUT}", "-", "{REG}/bench/layersplit:1"],
                       None, image_tar)],
-                    check=PushCheck(check, "isal", "bench/layersplit"))
-    m.engine, m.kind = "isal", "push"
+                    check=PushCheck(check, ("isal", 2), "bench/layersplit"))
+    m.engine, m.level, m.kind = "isal", 2, "push"
     measures.append(m)
     m = PushMeasure("skopeo copy to a registry", jobs, archive_bytes,
                     [(["skopeo", "copy", "-q", "--dest-tls-verify=false", "docker-archive:%s" % image_tar,
@@ -393,16 +438,23 @@ def build_measures(layersplit, info, image, small_info, small, jobs):
                 [(["sha256sum", image_tar], None, None)])
     m.kind = "sha256sum"
     measures.append(m)
+    many_tar, many_count = many
+    m = Measure("layersplit, %d empty layers -j %d" % (many_count, jobs), jobs, many_tar.stat().st_size,
+                [([layersplit, "-q", "-j", jobs, many_tar, "{OUT}/out"], None, None)],
+                check=many_check(many_count))
+    m.kind = "many"
+    measures.append(m)
     return measures
 
 
 def run_order(measures, jobs):
-    """Each layersplit row right before or after its peer (zlib: pigz on the
-    same threads; isal: skopeo): a machine's speed drifts over minutes, so
-    rows compared run close together."""
+    """Each layersplit row right before or after its peer (libdeflate and
+    zlib: pigz on the same threads; isal: skopeo): a machine's speed drifts
+    over minutes, so rows compared run close together."""
     order = []
     for n in sorted({1, jobs}):
-        order += [find(measures, "layersplit", n, "zlib"), find(measures, "pigz", n)]
+        order += [find(measures, "layersplit", n, "libdeflate"), find(measures, "pigz", n),
+                  find(measures, "layersplit", n, "zlib")]
     order += [find(measures, "layersplit", n, "isal") for n in sorted({1, jobs})]
     order.append(find(measures, "skopeo"))
     order += [find(measures, "push"), find(measures, "skopeo push")]
@@ -443,7 +495,12 @@ def main():
     versions = [version([layersplit, "--version"]), version(["pigz", "--version"]),
                 version(["igzip", "--version"]), version(["skopeo", "--version"]),
                 "Python " + platform.python_version()]
-    measures = build_measures(layersplit, info, image, small_info, small, jobs)
+    many_layers = env_int("BENCH_MANY_LAYERS", MANY_LAYERS)
+    many = cache / ("many-%d.tar" % many_layers)
+    if not many.exists():
+        small_layers.build(many_layers, str(many) + ".tmp")
+        os.replace(str(many) + ".tmp", many)
+    measures = build_measures(layersplit, info, image, small_info, small, jobs, (many, many_layers))
     work = cache / ("work-%d" % os.getpid())
     try:
         for r in range(runs):
@@ -460,8 +517,9 @@ def main():
     counted = {m.name: m for m in measures if m.kind == "layersplit"}
     checked = ["%s: every run's files hash to digests.json; on run 1 every layer decompressed "
                "(one gzip member) to its diff_id." % ", ".join(counted)]
-    for engine in ("zlib", "isal"):
-        names = [m.name for m in measures if getattr(m, "engine", None) == engine and m.kind == "layersplit"]
+    for key in dict.fromkeys((m.engine, m.level) for m in measures if m.kind == "layersplit"):
+        names = [m.name for m in measures
+                 if m.kind == "layersplit" and (m.engine, m.level) == key]
         if len(names) > 1:
             checked.append("%s: byte-identical outputs in all %d runs." % (" and ".join(names), runs))
     pushed = find(measures, "push")
@@ -469,7 +527,7 @@ def main():
                    "(--engine isal) wrote." % pushed.name)
     target_rows = targets(measures, jobs, info["archive_bytes"])
     text = report(measures, target_rows, info, small_info, host, versions, runs, image, small, checked)
-    results.write_text(text)
+    results.write_text(text + kept_sections(results, text))
     head, rows = table(measures, jobs)
     print()
     print(markdown(head, rows))

@@ -33,7 +33,7 @@ digest_SRCS   := digest sink
 digest_LIBS   := -lcrypto
 fs_SRCS       := fs fstree fswriter stage tree path printable sink
 fs_LIBS       := -lcrypto
-gzip_SRCS     := gzip gzwrite gzpool gzinflate deflate_zlib deflate_libdeflate \
+gzip_SRCS     := gzip gzwrite gzpool gzinflate deflate_zlib deflate_libdeflate deflate_walk \
                  deflate_isal digest sink
 gzip_LIBS     := -lz -ldeflate -lcrypto -pthread $(if $(WITH_ISAL),-lisal)
 progress_SRCS := progress archive reader printable sink

@@ -141,8 +141,11 @@ int ls_gzpool_compress(struct ls_gzwrite *gz, void *e, struct slot *s, const cha
 static void *writer_main(void *arg)
 {
 	struct ls_gzwrite *gz = arg;
-	int err = ls_gzpool_header(gz);
+	int err;
 
+	/* Named for profilers (perf --sort comm); a failure only loses the name. */
+	(void)pthread_setname_np(pthread_self(), "gz-writer");
+	err = ls_gzpool_header(gz);
 	pthread_mutex_lock(&gz->mu);
 	if (err != 0)
 		ls_gzpool_fail_locked(gz, LS_EIO, "%s: %s", gz->path, strerror(err));
@@ -179,6 +182,7 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct ls_gzwrite *gz = w->gz;
 
+	(void)pthread_setname_np(pthread_self(), "gz-worker");
 	pthread_mutex_lock(&gz->mu);
 	while (!gz->stop) {
 		struct slot *s;
