@@ -115,3 +115,18 @@ def test_a_failing_credential_helper_is_exit_3(tmp):
         assert_error(push(tmp, fixtures.path(ARCHIVE), "%s/x:1" % reg.host, "--authfile", tmp / "nope.json"),
                      2, ["authfile"])
         assert not os.path.exists(tmp / "nope.json")
+
+
+def test_insufficient_scope_gets_a_new_token(tmp):
+    """The token server first grants pull only: the registry's 401 with
+    error="insufficient_scope" makes the push ask again, and it succeeds."""
+    asked = []
+
+    def grant(user, rtype, name, actions):
+        asked.append(name)
+        return ["pull"] if len(asked) == 1 else actions
+    with TokenServer(tmp, users={USER: PASSWORD}, grant=grant) as tokens, Registry(tmp, token=tokens) as reg:
+        p = push(tmp, fixtures.path(ARCHIVE), "%s/scope/app:1" % reg.host, "--creds", "%s:%s" % (USER, PASSWORD))
+        assert_pushed(p, reg, "scope/app:1")
+        assert tokens.issued[0]["access"][0]["actions"] == ["pull"], tokens.issued[0]
+        assert len(tokens.issued) >= 2
