@@ -82,13 +82,15 @@ push options:
 "run" runs a Lua script with the layersplit modules loaded (`arg` as in lua;
 the script's return value, if an integer, is the exit status).  "repl" is a
 Lua prompt with the modules as globals (layersplit, archive, gzip, digest, fs,
-json, image, errors, settings); with ARCHIVE, `reader` is archive.open(ARCHIVE)
-and entries() lists its entries; run_policy(POLICY, ARCHIVE) runs a whole
-policy and returns its ctx.  Ctrl-C stops a statement, Ctrl-D ends the session, and
+json, image, errors, settings, registry, client); with ARCHIVE, `reader` is
+archive.open(ARCHIVE) and entries() lists its entries; run_policy(POLICY,
+ARCHIVE) runs a whole policy and returns its ctx; push(ARCHIVE, DEST, opts)
+pushes.  Ctrl-C stops a statement, Ctrl-D ends the session, and
 statements can also come from a pipe.  See SCRIPTING.md.
 
 exit status: 0 success, 1 the archive or its content was rejected, 2 usage
-error, 3 I/O or system error, 4 a policy script (or a REPL statement) failed,
+error, 3 I/O or system error (push: a registry refusal or network failure),
+4 a policy script (or a REPL statement) failed,
 128+N a signal.
 ]]
 
