@@ -357,3 +357,14 @@ def test_v2metadata_blobs_on_the_same_registry_are_mounted_not_sent(tmp):
     assert [l["digest"] for l in manifest["layers"]] == [pulled[d] for d, _ in layers]
     assert {l["status"] for l in doc["images"][0]["layers"]} == {"mounted"}
     check_layers_by_copy(tmp, "%s/pulled/app:1" % reg.host, layers)
+
+
+@with_registry
+def test_a_missing_spool_and_https_to_a_plain_registry_are_clear_errors(tmp):
+    reg = registry()
+    archive = fixtures.path("podman_dup.tar")
+    assert_error(push(tmp, archive, "%s/x:1" % reg.host, "--spool", tmp / "absent"), 2, ["--spool"])
+    line = assert_error(push(tmp, archive, "%s/x:1" % reg.host, "--retry-times", "0", verify=True), 3,
+                        ["GET /v2/"])
+    assert "--tls-verify=false" in line, line
+    assert reg.count("PUT") == 0

@@ -290,6 +290,9 @@ function cli.validate_push(opts)
 	opts.retry_times = parse_integer("retry-times", opts.retry_times or "3", 0, 100)
 	opts.timeout = parse_integer("timeout", opts.timeout or "30", 1, 3600)
 	opts.cache = opts.cache or require("layersplit.blobcache").default_dir()
+	if opts.spool and require("layersplit.fs").kind(opts.spool) ~= "dir" then
+		usage_error("--spool " .. opts.spool, "not a directory")
+	end
 	if opts.creds then
 		require("layersplit.credentials").parse_creds(opts.creds)
 	end

@@ -273,6 +273,9 @@ function Client:probe()
 			self:backoff(attempt + 1)
 		end
 	end
+	if self.tls_verify and tostring(last):find("wrong version number", 1, true) then
+		last = last .. " (a plain http registry? --tls-verify=false allows it)"
+	end
 	self:fail("GET /v2/", last)
 end
 
