@@ -10,7 +10,7 @@
 # dependency's INCDIR and LIBDIR to the build, the rock's LIBDIR and LUADIR
 # to the install.  ISAL=1 (in the environment, or ISAL=1 on the command line
 # of make) adds the ISA-L engine, linked with -lisal (Debian: libisal-dev).
-# Not in the rock: layersplit.cli, .host and .repl, which need the layersplit
+# Not in the rock: layersplit.cli, .console, .host and .repl, which need the layersplit
 # binary's own Lua state.
 
 CC      ?= cc
@@ -41,7 +41,8 @@ progress_LIBS := -larchive -pthread
 registry_SRCS := registry reghttp regupload printable sink
 registry_LIBS := -lcurl -lcrypto -pthread
 
-LUA_MODULES := $(filter-out lua/layersplit/cli.lua,$(wildcard lua/layersplit/*.lua))
+LUA_MODULES := $(filter-out lua/layersplit/cli.lua lua/layersplit/console.lua,\
+                 $(wildcard lua/layersplit/*.lua))
 POLICIES    := $(wildcard lua/policies/*.lua)
 SOS         := $(MODULES:%=$(ROCK)/layersplit/%.so)
 
