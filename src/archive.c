@@ -68,6 +68,25 @@ static int opt_raw(lua_State *L, int idx)
 	return raw;
 }
 
+/* opts.max_size: the most data one entry may hand out (0, the default: no
+ * cap); a sparse entry's holes and a decompressed stream count in full. */
+static int64_t opt_max_size(lua_State *L, int idx, int64_t inherited)
+{
+	lua_Integer n;
+
+	if (!lua_istable(L, idx))
+		return inherited;
+	lua_getfield(L, idx, "max_size");
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return inherited;
+	}
+	n = luaL_checkinteger(L, -1);
+	luaL_argcheck(L, n >= 0, idx, "max_size must not be negative");
+	lua_pop(L, 1);
+	return (int64_t)n;
+}
+
 /* Opens r on its input; leaves r, or a failure, on the stack. */
 static int start(lua_State *L, struct reader *r, int raw)
 {
@@ -78,6 +97,7 @@ static int l_open(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	int raw = opt_raw(L, 2);
+	int64_t max_size = opt_max_size(L, 2, 0);
 	struct reader *r = new_reader(L, 0);
 	struct stat st;
 	int e;
@@ -85,6 +105,7 @@ static int l_open(lua_State *L)
 	lua_pushvalue(L, 1);
 	lua_setiuservalue(L, -2, UV_SOURCE);
 	r->name = strcmp(path, "-") == 0 ? "<stdin>" : path; /* as in every message */
+	r->max_size = max_size;
 	r->buf = malloc(READ_BUF_SIZE);
 	if (r->buf == NULL)
 		return ls_fail(L, LS_EIO, "%s", strerror(ENOMEM));
@@ -108,11 +129,13 @@ static int l_open_memory(lua_State *L)
 	size_t len;
 	const char *s = luaL_checklstring(L, 1, &len);
 	int raw = opt_raw(L, 2);
+	int64_t max_size = opt_max_size(L, 2, 0);
 	struct reader *r = new_reader(L, 0);
 
 	lua_pushvalue(L, 1);
 	lua_setiuservalue(L, -2, UV_SOURCE);
 	r->name = "memory";
+	r->max_size = max_size;
 	r->mem = (const unsigned char *)s;
 	r->mem_len = len;
 	return start(L, r, raw);
@@ -132,35 +155,51 @@ static struct reader *check(lua_State *L, int need_entry)
 	return r;
 }
 
-/* name without leading "./" and trailing "/", or NULL with *why if it is unsafe. */
-static const char *safe_path(const char *name, size_t *len, const char **why)
+/* name normalized into out (room for strlen(name) + 1): "./", empty and "."
+ * components dropped, so a//b and a/./b are a/b and one name has one
+ * spelling; NULL with *why if it is unsafe. */
+static const char *safe_path(const char *name, char *out, size_t *len, const char **why)
 {
-	const char *p = name, *c, *end, *slash;
+	const char *c, *slash;
+	size_t n = 0;
 
-	while (p[0] == '.' && p[1] == '/') {
-		for (p += 2; *p == '/'; p++)
-			;
-	}
-	if (*p == '/') {
+	if (*name == '/') {
 		*why = "absolute path in archive";
 		return NULL;
 	}
-	end = p + strlen(p);
-	while (end > p && end[-1] == '/')
-		end--;
-	for (c = p; c < end; c = slash + 1) {
-		slash = memchr(c, '/', (size_t)(end - c));
-		if (slash == NULL)
-			slash = end;
+	for (c = name; *c != '\0'; c = *slash ? slash + 1 : slash) {
+		slash = strchrnul(c, '/');
+		if (slash == c || (slash - c == 1 && c[0] == '.'))
+			continue;
 		if (slash - c == 2 && c[0] == '.' && c[1] == '.') {
 			*why = "path climbs out of the archive with ..";
 			return NULL;
 		}
+		if (n > 0)
+			out[n++] = '/';
+		memcpy(out + n, c, (size_t)(slash - c));
+		n += (size_t)(slash - c);
 	}
-	if (end == p) /* "./" itself: the archive root */
-		return *len = 1, ".";
-	*len = (size_t)(end - p);
-	return p;
+	if (n == 0) /* "./" itself: the archive root */
+		out[n++] = '.';
+	out[n] = '\0';
+	*len = n;
+	return out;
+}
+
+/* r's scratch buffer, at least n bytes, or NULL. */
+static char *scratch(struct reader *r, size_t n)
+{
+	char *grown;
+
+	if (n > r->scratch_cap) {
+		grown = realloc(r->scratch, n);
+		if (grown == NULL)
+			return NULL;
+		r->scratch = grown;
+		r->scratch_cap = n;
+	}
+	return r->scratch;
 }
 
 static void reset_entry(struct reader *r)
@@ -189,7 +228,8 @@ static int l_next(lua_State *L)
 {
 	struct reader *r = check(L, 0);
 	struct archive_entry *e;
-	const char *name, *path, *target = NULL, *type, *why = NULL;
+	const char *name, *link, *path, *target = NULL, *type, *why = NULL;
+	char *buf;
 	size_t len, tlen = 0;
 	int rc;
 
@@ -221,12 +261,16 @@ static int l_next(lua_State *L)
 	/* Refusing one entry leaves the stream usable: class "entry". */
 	if (name == NULL)
 		return ls_fail(L, LS_EENTRY, "entry with an unreadable name");
-	path = safe_path(name, &len, &why);
+	link = archive_entry_hardlink(e);
+	buf = scratch(r, strlen(name) + (link ? strlen(link) : 0) + 2);
+	if (buf == NULL)
+		return ls_fail(L, LS_EIO, "%s", strerror(ENOMEM));
+	path = safe_path(name, buf, &len, &why);
 	if (path == NULL)
 		return ls_fail(L, LS_EENTRY, "%s: %s", name, why);
-	if (archive_entry_hardlink(e) != NULL) {
+	if (link != NULL) {
 		type = "hardlink";
-		target = safe_path(archive_entry_hardlink(e), &tlen, &why);
+		target = safe_path(link, buf + len + 1, &tlen, &why);
 		if (target == NULL)
 			return ls_fail(L, LS_EENTRY, "%s: hard link to %s: %s",
 				       name, archive_entry_hardlink(e), why);
@@ -238,7 +282,7 @@ static int l_next(lua_State *L)
 		type = archive_entry_filetype(e) == AE_IFREG ? "file"
 			: archive_entry_filetype(e) == AE_IFDIR ? "dir" : "other";
 	}
-	lua_createtable(L, 0, 5);
+	lua_createtable(L, 0, 6);
 	lua_pushlstring(L, path, len);
 	r->path = lua_tostring(L, -1);
 	lua_pushvalue(L, -1);
@@ -261,6 +305,11 @@ static int l_next(lua_State *L)
 	}
 	lua_pushinteger(L, (lua_Integer)archive_entry_perm(e));
 	lua_setfield(L, -2, "mode");
+	if (archive_entry_sparse_count(e) > 0) {
+		/* Its holes are data the archive does not hold. */
+		lua_pushboolean(L, 1);
+		lua_setfield(L, -2, "sparse");
+	}
 	r->in_entry = 1;
 	return 1;
 }
@@ -388,6 +437,7 @@ static int l_nested(lua_State *L)
 	struct reader *r = check(L, 1);
 	int first = lua_istable(L, 2) ? 3 : 2;
 	int raw = first == 3 ? opt_raw(L, 2) : 0;
+	int64_t max_size = opt_max_size(L, 2, r->max_size);
 	int ntees = lua_gettop(L) - first + 1;
 	struct reader *c;
 
@@ -406,6 +456,7 @@ static int l_nested(lua_State *L)
 	lua_pushvalue(L, 1);
 	lua_setiuservalue(L, -2, UV_SOURCE);
 	c->name = r->path;
+	c->max_size = max_size;
 	c->parent = r;
 	r->child = c;
 	return start(L, c, raw);

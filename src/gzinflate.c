@@ -43,7 +43,9 @@ struct ls_gzinflate {
 	char errmsg[256];
 	enum phase phase;
 	int magic; /* bytes of the current member's 1f 8b checked so far */
-	uint64_t members, in_size, out_size;
+	uint64_t members, in_size, out_size, padding;
+	unsigned char head[LS_GZINFLATE_HEAD]; /* the first inflated bytes */
+	size_t head_len;
 	unsigned char *out;
 #ifdef LS_HAVE_ISAL
 	struct gzheader h;
@@ -66,6 +68,12 @@ static int emit(struct ls_gzinflate *z, size_t n)
 {
 	if (n == 0)
 		return 0;
+	if (z->head_len < sizeof(z->head)) {
+		size_t k = sizeof(z->head) - z->head_len < n ? sizeof(z->head) - z->head_len : n;
+
+		memcpy(z->head + z->head_len, z->out, k);
+		z->head_len += k;
+	}
 	if (ls_sinks_write(z->sinks, z->nsinks, z->out, n, &z->failed_sink) != 0) {
 		z->failed = 1;
 		return -1;
@@ -289,6 +297,7 @@ int ls_gzinflate_write(struct ls_gzinflate *z, const void *buf, size_t len)
 			while (z->members > 0 && len > 0 && *p == 0) {
 				p++;
 				len--;
+				z->padding++;
 			}
 			if (len == 0)
 				break;
@@ -347,6 +356,17 @@ void ls_gzinflate_stats(struct ls_gzinflate *z, uint64_t *members, uint64_t *in_
 	*members = z->members;
 	*in_size = z->in_size;
 	*out_size = z->out_size;
+}
+
+uint64_t ls_gzinflate_padding(struct ls_gzinflate *z)
+{
+	return z->padding;
+}
+
+const unsigned char *ls_gzinflate_head(struct ls_gzinflate *z, size_t *len)
+{
+	*len = z->head_len;
+	return z->head;
 }
 
 void ls_gzinflate_free(struct ls_gzinflate *z)

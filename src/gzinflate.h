@@ -12,6 +12,8 @@
 
 #include "sink.h"
 
+#define LS_GZINFLATE_HEAD 512
+
 struct ls_gzinflate;
 
 /* A decoder pushing into sinks[0..nsinks), which must outlive it.  NULL when
@@ -27,6 +29,10 @@ const char *ls_gzinflate_error(struct ls_gzinflate *z);
 const char *ls_gzinflate_class(struct ls_gzinflate *z);
 void ls_gzinflate_stats(struct ls_gzinflate *z, uint64_t *members, uint64_t *in_size,
 			uint64_t *out_size);
+/* Zero bytes skipped after members. */
+uint64_t ls_gzinflate_padding(struct ls_gzinflate *z);
+/* The first LS_GZINFLATE_HEAD inflated bytes (fewer if the data is shorter). */
+const unsigned char *ls_gzinflate_head(struct ls_gzinflate *z, size_t *len);
 void ls_gzinflate_free(struct ls_gzinflate *z);
 
 #endif

@@ -332,6 +332,8 @@ static int i_close(lua_State *L)
 {
 	struct inflater *i = luaL_checkudata(L, 1, INFLATER_MT);
 	uint64_t members, in_size, out_size;
+	const unsigned char *head;
+	size_t head_len;
 
 	if (i->closed)
 		return closed_result(L, i->closed_class);
@@ -341,13 +343,18 @@ static int i_close(lua_State *L)
 		lua_pushstring(L, ls_gzinflate_error(i->z));
 	} else {
 		ls_gzinflate_stats(i->z, &members, &in_size, &out_size);
-		lua_createtable(L, 0, 3);
+		lua_createtable(L, 0, 5);
 		lua_pushinteger(L, (lua_Integer)members);
 		lua_setfield(L, -2, "members");
 		lua_pushinteger(L, (lua_Integer)in_size);
 		lua_setfield(L, -2, "in_size");
 		lua_pushinteger(L, (lua_Integer)out_size);
 		lua_setfield(L, -2, "out_size");
+		lua_pushinteger(L, (lua_Integer)ls_gzinflate_padding(i->z));
+		lua_setfield(L, -2, "padding");
+		head = ls_gzinflate_head(i->z, &head_len);
+		lua_pushlstring(L, (const char *)head, head_len);
+		lua_setfield(L, -2, "head");
 	}
 	lua_setiuservalue(L, 1, 1);
 	ls_gzinflate_free(i->z);

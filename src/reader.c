@@ -109,6 +109,22 @@ static la_ssize_t mem_read(struct archive *a, void *ud, const void **buf)
 	return (la_ssize_t)n;
 }
 
+/* The entry's name for messages: a raw reader's one entry is its input. */
+static const char *entry_name(struct reader *r)
+{
+	return r->raw ? r->name : r->path;
+}
+
+/* Bytes of a raw nested reader's input after its compressed stream ended:
+ * those it read but the decoder did not use, and those never read. */
+static int64_t trailing_bytes(struct reader *r)
+{
+	struct reader *p = r->parent;
+	int64_t unread = p->size_set ? p->size - p->taken : 0;
+
+	return (int64_t)r->bytes_in - (int64_t)archive_filter_bytes(r->a, -1) + unread;
+}
+
 int ls_reader_view(struct reader *r, const void **p, size_t *n)
 {
 	const void *b;
@@ -137,6 +153,14 @@ int ls_reader_view(struct reader *r, const void **p, size_t *n)
 		rc = archive_read_data_block(r->a, &b, &len, &off);
 		if (rc == ARCHIVE_EOF && r->err_class != NULL)
 			rc = ARCHIVE_FATAL; /* a failed read is never a clean end */
+		if (rc == ARCHIVE_EOF && r->raw && r->parent != NULL &&
+		    archive_filter_count(r->a) > 1 && trailing_bytes(r) > 0) {
+			/* One compression layer and nothing after it, for every kind. */
+			set_err(r, LS_EARCHIVE, "%s: trailing garbage after the %s data (%lld bytes)",
+				entry_name(r), archive_filter_name(r->a, 0),
+				(long long)trailing_bytes(r));
+			return -1;
+		}
 		if (rc == ARCHIVE_EOF) {
 			r->data_eof = 1;
 			if (off > r->pos) /* the entry ends in a hole */
@@ -182,6 +206,11 @@ int ls_reader_next_chunk(struct reader *r, const void **p, size_t *n)
 	if (rc == 1) {
 		ls_reader_consume(r, *n);
 		r->taken += *n;
+		if (r->max_size > 0 && r->taken > r->max_size) {
+			set_err(r, LS_EARCHIVE, "%s: more than %lld bytes of data, the "
+				"--max-layer-size limit", entry_name(r), (long long)r->max_size);
+			return -1;
+		}
 	}
 	return rc;
 }
@@ -273,6 +302,8 @@ int ls_reader_close(struct reader *r, int drain)
 	r->buf = NULL;
 	free(r->peek);
 	r->peek = NULL;
+	free(r->scratch);
+	r->scratch = NULL;
 	return rc;
 }
 
@@ -314,6 +345,16 @@ int ls_reader_start(struct reader *r, int raw)
 		rc = archive_read_open(r->a, r, NULL, cb, NULL);
 	if (rc != ARCHIVE_OK || r->err_class != NULL) {
 		ls_reader_archive_err(r, ARCHIVE_FATAL, r->name);
+		ls_reader_close(r, 1);
+		return -1;
+	}
+	r->raw = raw;
+	/* A blob inside an archive: one compression layer at most, never
+	 * gzip inside zstd and the like (the filters besides "none"). */
+	if (r->parent != NULL && archive_filter_count(r->a) > 2) {
+		set_err(r, LS_EARCHIVE, "%s: nested compression (%s inside %s)", r->name,
+			archive_filter_name(r->a, 0),
+			archive_filter_name(r->a, archive_filter_count(r->a) - 2));
 		ls_reader_close(r, 1);
 		return -1;
 	}

@@ -27,6 +27,11 @@ struct reader {
 	struct reader *parent, *child;
 	int tee_failed;
 
+	int raw;			/* one entry: the data, decompressed */
+	int64_t max_size;		/* cap on an entry's data, 0: none */
+	char *scratch;			/* for normalizing names */
+	size_t scratch_cap;
+
 	int in_entry, at_end, skipped;
 	const char *path;		/* kept alive by UV_PATH */
 	int64_t size;

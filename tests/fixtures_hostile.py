@@ -135,6 +135,65 @@ def gzip_blob_image(base, blob):
     return oci([base.l1, blob, base.config, manifest], index, manifest=section)
 
 
+def compressed(kind, data):
+    """data compressed by kind: gzip, bzip2, xz or zstd."""
+    import bz2
+    import lzma
+    if kind == "gzip":
+        return gzip.compress(data, mtime=0)
+    if kind == "bzip2":
+        return bz2.compress(data)
+    if kind == "xz":
+        return lzma.compress(data)
+    return subprocess.run(["zstd", "-q", "-c"], input=data, stdout=subprocess.PIPE, check=True).stdout
+
+
+def blob_replaced(base, name, data):
+    """An OCI archive of base whose blob `name` (layer1, layer2, config,
+    manifest or index) holds `data` under the original blob's name."""
+    m = tarkit.oci_manifest(base.config, [(PLAIN, base.l1), (PLAIN, base.l2)])
+    inner = tarkit.compact({"schemaVersion": 2, "manifests": [tarkit.descriptor(MANIFEST, m)]})
+    blobs = {"layer1": base.l1, "layer2": base.l2, "config": base.config, "manifest": m, "index": inner}
+    index = {"schemaVersion": 2, "manifests": [tarkit.descriptor(
+        "application/vnd.oci.image.index.v1+json", inner)]}
+    ents = tarkit.Entry("blobs/", "dir"), tarkit.Entry("blobs/sha256/", "dir")
+    ents = list(ents) + [Entry("blobs/sha256/" + sha256(b), "file", data if k == name else b)
+                         for k, b in blobs.items()]
+    ents += [Entry("index.json", "file", tarkit.compact(index)),
+             Entry("oci-layout", "file", b'{"imageLayoutVersion":"1.0.0"}')]
+    return tarkit.tar_bytes(ents, sort=True)
+
+
+def shared_fanout(base, fan, depth):
+    """index.json -> an index with `fan` descriptors of the next index, and so
+    on `depth` deep, the last one naming the manifest: fan**depth paths
+    through a handful of blobs."""
+    m = tarkit.oci_manifest(base.config, [(PLAIN, base.l1), (PLAIN, base.l2)])
+    blobs = [base.l1, base.l2, base.config, m]
+    desc = tarkit.descriptor(MANIFEST, m)
+    for _ in range(depth):
+        inner = tarkit.compact({"schemaVersion": 2, "manifests": [desc] * fan})
+        blobs.append(inner)
+        desc = tarkit.descriptor("application/vnd.oci.image.index.v1+json", inner)
+    return oci(blobs, {"schemaVersion": 2, "manifests": [desc]})
+
+
+def sparse_layer(base, hole=1 << 40):
+    """base with its second layer.tar a PAX (GNU 0.1) sparse entry: 512 bytes
+    stored at the end of a `hole`-byte file."""
+    ents = base.entries()
+    lb = base.b + "/layer.tar"
+    pairs = []
+    for i, d in as_tarinfo(ents):
+        if i.name == lb:
+            i = info(lb, size=512)
+            i.pax_headers = {"GNU.sparse.size": str(hole),
+                             "GNU.sparse.map": "%d,512" % (hole - 512)}
+            d = bytes(512)
+        pairs.append((i, d))
+    return raw_tar(pairs)
+
+
 def chain(base, hops):
     """The second layer reached through `hops` symlinks, each to the next."""
     ents = base.entries()
@@ -231,6 +290,57 @@ def build_cases():
     files["oci_config_digest_not_sha256.tar"] = oci_image(base, config_digest="md5:" + "0" * 32)
     files["oci_index_nested_too_deep.tar"] = nested_indexes(base, 12)
 
+    # OCI blobs whose data is not what their name (their digest) says.
+    flipped = bytearray(base.l2)
+    flipped[600] ^= 1
+    files["oci_layer_digest_mismatch.tar"] = blob_replaced(base, "layer2", bytes(flipped))
+    files["oci_config_digest_mismatch.tar"] = blob_replaced(base, "config", base.config + b" ")
+    files["oci_manifest_digest_mismatch.tar"] = blob_replaced(
+        base, "manifest", tarkit.oci_manifest(base.config, [(PLAIN, base.l1), (PLAIN, base.l2)]) + b" ")
+    files["oci_index_digest_mismatch.tar"] = blob_replaced(
+        base, "index", tarkit.compact({"schemaVersion": 2, "manifests": []}))
+    for kind in ("gzip", "zstd"):
+        blob = compressed(kind, base.l2)
+        # the blob's entry holds other data under the good blob's name
+        files["oci_%s_blob_digest_mismatch.tar" % kind] = tarkit.tar_bytes(replace(
+            entries_of(gzip_blob_image(base, blob)), "blobs/sha256/" + sha256(blob),
+            Entry("blobs/sha256/" + sha256(blob), "file", compressed(kind, bytes(flipped)))))
+
+    # Layer blobs: one compression layer, then the tar, and nothing after it.
+    for kind in ("bzip2", "xz", "zstd"):
+        files["%s_layer_trailing_garbage.tar" % kind] = gzip_blob_image(
+            base, compressed(kind, base.l2) + b"GARBAGE!")
+    files["bzip2_layer_trailing_zeros.tar"] = gzip_blob_image(base, compressed("bzip2", base.l2) + bytes(64))
+    for outer, inner in (("zstd", "gzip"), ("xz", "zstd"), ("gzip", "gzip"), ("gzip", "bzip2"),
+                         ("bzip2", "xz")):
+        files["%s_holding_%s_layer.tar" % (outer, inner)] = gzip_blob_image(
+            base, compressed(outer, compressed(inner, base.l2)))
+    files["ok_gzip_layer_zero_padded.tar"] = gzip_blob_image(base, compressed("gzip", base.l2) + bytes(512))
+    files["ok_gzip_layer_two_members.tar"] = gzip_blob_image(
+        base, compressed("gzip", base.l2[:1024]) + compressed("gzip", base.l2[1024:]))
+
+    # A sparse layer entry: a 1 TiB hole in a few KB.
+    files["sparse_layer_entry.tar"] = sparse_layer(base)
+
+    # Names spelled two ways for one entry.
+    files["duplicate_entry_double_slash.tar"] = tarkit.tar_bytes(ents + [Entry(b + "//layer.tar", "file", base.l1)])
+    files["duplicate_entry_dot_component.tar"] = tarkit.tar_bytes(ents + [Entry(b + "/./layer.tar", "file", base.l1)])
+
+    # Layer ids that are no plain name: podman's "<id>.tar" as "...tar" gives "..".
+    files["layer_id_dotdot.tar"] = podman_named(base, "...tar")
+    files["layer_id_control_character.tar"] = tarkit.legacy_archive(
+        [base.image(layers=[(a, base.l1), ("x\x1by", base.l2)])])
+    files["layer_id_not_utf8.tar"] = tarkit.tar_bytes([
+        Entry(e.name, e.kind, e.data.replace(b"\\udcff", b"\xff") if e.name == "manifest.json" else e.data,
+              e.target, e.mode)
+        for e in entries_of(tarkit.legacy_archive([base.image(layers=[(a, base.l1), ("x\udcffy", base.l2)])]))])
+
+    # Names the output would carry that are not UTF-8 text.
+    files["repo_tag_not_utf8.tar"] = base.with_manifest(
+        tarkit.compact(base.manifest()).replace(b"hostile:2", b"host\xffile:2"))
+    files["repo_tag_control_character.tar"] = base.with_manifest(
+        tarkit.compact(base.manifest()).replace(b"hostile:2", b"host\\u001bile:2"))
+
     # A layer directory with a name past NAME_MAX: its output file can't exist.
     long_id = "l" * 300
     files["layer_id_too_long.tar"] = tarkit.legacy_archive([base.image(layers=[(a, base.l1), (long_id, base.l2)])])
@@ -248,6 +358,22 @@ def build_cases():
     files["ok_entries_under_dot_slash.tar"] = tarkit.tar_bytes(
         [Entry("./", "dir")] + [Entry("./" + e.name, e.kind, e.data, e.target, e.mode) for e in ents])
     return files
+
+
+def podman_named(base, layer_name):
+    """containers/image layout whose second layer is the root entry layer_name."""
+    ents = [Entry(sha256(base.l1) + ".tar", "file", base.l1, mode=0o444),
+            Entry(layer_name, "file", base.l2, mode=0o444),
+            Entry(base.cfg_name, "file", base.config, mode=0o444),
+            Entry("manifest.json", "file", tarkit.compact([{
+                "Config": base.cfg_name, "RepoTags": TAGS,
+                "Layers": [sha256(base.l1) + ".tar", layer_name]}]), mode=0o444)]
+    return tarkit.tar_bytes(ents)
+
+
+def entries_of(data):
+    from fixtures import entries_of as e
+    return e(data)
 
 
 def seeds():
@@ -354,6 +480,95 @@ def many_layers(path, count):
     ents = base.entries() + [Entry("y.tar", "symlink", target=base.a + "/layer.tar")]
     manifest = tarkit.compact(base.manifest(layers=["y.tar"] * count))
     path.write_bytes(tarkit.tar_bytes(replace(ents, "manifest.json", Entry("manifest.json", "file", manifest))))
+
+
+def many_images(path, count, config_size=0):
+    """manifest.json with `count` sections, all one image whose config is
+    padded to config_size bytes with a long history entry."""
+    base = Base()
+    cfg = json.loads(base.config)
+    if config_size:
+        cfg["history"][0]["comment"] = "x" * config_size
+    config = tarkit.compact(cfg)
+    name = sha256(config) + ".json"
+    ents = [e for e in base.entries() if e.name != base.cfg_name]
+    ents.append(Entry(name, "file", config))
+    manifest = tarkit.compact(base.manifest(config=name) * count)
+    data = tarkit.tar_bytes(replace(ents, "manifest.json", Entry("manifest.json", "file", manifest)))
+    path.write_bytes(gzip.compress(data, mtime=0))
+
+
+def many_layers_staged(path, count):
+    """`count` empty layer blobs <n>.tar at the root (a podman-style image
+    using the first), the stream gzip-compressed: about 40 bytes a layer."""
+    empty = bytes(1024)
+    config = tarkit.config_for([empty])
+    ents = [Entry("%d.tar" % i, "file", empty) for i in range(count)]
+    ents.append(Entry(sha256(config) + ".json", "file", config))
+    ents.append(Entry("manifest.json", "file", tarkit.compact([{
+        "Config": sha256(config) + ".json", "RepoTags": TAGS, "Layers": ["0.tar"]}])))
+    path.write_bytes(gzip.compress(tarkit.tar_bytes(ents), mtime=0))
+
+
+def many_index_images(path, count):
+    """index.json naming one image manifest `count` times."""
+    base = Base()
+    m = tarkit.oci_manifest(base.config, [(PLAIN, base.l1), (PLAIN, base.l2)])
+    index = {"schemaVersion": 2, "manifests": [tarkit.descriptor(MANIFEST, m)] * count}
+    path.write_bytes(gzip.compress(oci([base.l1, base.l2, base.config, m], index), mtime=0))
+
+
+def high_ratio_layer(path, kind, size):
+    """An OCI archive whose one layer is a tar holding `size` zero bytes,
+    compressed by kind (gzip, zstd, bzip2, xz): megabytes to gigabytes."""
+    import bz2
+    import lzma
+    i = info("zeros", size=size)
+    header = i.tobuf(tarfile.USTAR_FORMAT)
+    tail = bytes((512 - size % 512) % 512) + bytes(1024)
+    chunk = bytes(1 << 20)
+    if kind == "gzip":
+        c = __import__("zlib").compressobj(9, 8, 31)
+        parts = [c.compress(header)]
+        parts += [c.compress(chunk) for _ in range(size >> 20)]
+        parts += [c.compress(tail), c.flush()]
+    elif kind == "bzip2":
+        c = bz2.BZ2Compressor(9)
+        parts = [c.compress(header)] + [c.compress(chunk) for _ in range(size >> 20)]
+        parts += [c.compress(tail), c.flush()]
+    elif kind == "xz":
+        c = lzma.LZMACompressor()
+        parts = [c.compress(header)] + [c.compress(chunk) for _ in range(size >> 20)]
+        parts += [c.compress(tail), c.flush()]
+    else:
+        p = subprocess.Popen(["zstd", "-q", "-19", "-c"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        import threading
+        out = []
+        t = threading.Thread(target=lambda: out.append(p.stdout.read()))
+        t.start()
+        p.stdin.write(header)
+        for _ in range(size >> 20):
+            p.stdin.write(chunk)
+        p.stdin.write(tail)
+        p.stdin.close()
+        t.join()
+        p.wait()
+        parts = out
+    blob = b"".join(parts)
+    import hashlib
+    h = hashlib.sha256(header)
+    for _ in range(size >> 20):
+        h.update(chunk)
+    h.update(tail)
+    config = tarkit.compact({"architecture": "amd64", "os": "linux", "config": {},
+                             "rootfs": {"type": "layers", "diff_ids": ["sha256:" + h.hexdigest()]}})
+    m = tarkit.compact({"schemaVersion": 2, "mediaType": MANIFEST,
+                        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                   "digest": "sha256:" + sha256(config), "size": len(config)},
+                        "layers": [{"mediaType": PLAIN, "digest": "sha256:" + sha256(blob),
+                                    "size": len(blob)}]})
+    path.write_bytes(oci([blob, config, m], {"schemaVersion": 2, "manifests": [
+        tarkit.descriptor(MANIFEST, m, annotations={"io.containerd.image.name": TAGS[0]})]}))
 
 
 def big_layer(size=16 << 20, seed=9):

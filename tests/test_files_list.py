@@ -8,12 +8,15 @@ listings set aside, what remains must satisfy the launchpad contract
 """
 import io
 import json
+import os
 import shutil
 import tarfile
 
 import expect
 import fixtures
+import tarkit
 from harness import layersplit, split
+from tarkit import Entry
 
 
 def tarfile_listing(blob):
@@ -104,3 +107,26 @@ def test_corrupt_layer_fails_the_listing_and_leaves_nothing(tmp):
     # the listing stops it during the pass, before the diff_ids are compared
     assert "/layer.tar: " in p.err and "diff_id" not in p.err, p.err
     assert not list(parent.iterdir()), list(parent.iterdir())
+
+
+def test_names_that_are_not_utf8_are_escaped_losslessly(tmp):
+    """A layer file named with bytes that are not UTF-8 (and a symlink to it):
+    the listing is valid UTF-8, each such byte written as \\udc80-\\udcff
+    (Python's surrogateescape), so os.fsencode gives the exact name back."""
+    name = "srv/caf\udce9-\udcff\udcfe"          # b"srv/caf\xe9-\xff\xfe"
+    layer = tarkit.tar_bytes([Entry("srv/", "dir"), Entry(name, "file", b"latin-1 name\n"),
+                              Entry("srv/link", "symlink", target=name[4:]),
+                              Entry("srv/ok-\u00e9", "file", b"utf-8 name\n")])
+    archive = tmp / "names.tar"
+    lid = tarkit.pick_id("names/1")
+    archive.write_bytes(tarkit.legacy_archive([{"tags": ["example.com/names:1"],
+                                                "config": tarkit.config_for([layer]),
+                                                "layers": [(lid, layer)]}]))
+    split(archive, tmp / "out", "--policy", "files-list")
+    raw = (tmp / "out" / (lid + ".files.json")).read_bytes()
+    raw.decode("utf-8")  # strict: raises on anything that is not UTF-8
+    listing = json.loads(raw)
+    paths = [os.fsencode(item["path"]) for item in listing]
+    assert paths == [b"srv", b"srv/caf\xe9-\xff\xfe", b"srv/link", "srv/ok-\u00e9".encode()], paths
+    assert os.fsencode(listing[2]["target"]) == b"caf\xe9-\xff\xfe", listing[2]
+    assert b"\\udce9" in raw and b"\\udcff" in raw, raw

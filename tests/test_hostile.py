@@ -19,6 +19,7 @@ absolute, escaping, dangling and looping symlinks) and test_layouts.py
 after their target).
 """
 import itertools
+import json
 import os
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import expect
 import fixtures
 import fixtures_hostile
 from harness import (assert_error, assert_rejected, make_decoy, run_in,
-                     staging_dirs)
+                     snapshot, staging_dirs)
 
 _order = itertools.count(1)
 
@@ -106,6 +107,47 @@ for _name, _doc, _keys, _mentions in [
     ("oci_index_nested_too_deep", "OCI image indexes nested 12 deep", ["nested too deeply"], None),
     ("layer_id_too_long", "a layer directory named with 300 characters: no file can have its name",
      ["too long"], "l" * 40),
+    ("oci_layer_digest_mismatch", "an OCI tar layer blob whose data is not its name's digest",
+     ["digest mismatch"], "blobs/sha256/"),
+    ("oci_config_digest_mismatch", "an OCI config blob with a space added under its old name",
+     ["digest mismatch"], "blobs/sha256/"),
+    ("oci_manifest_digest_mismatch", "an OCI image manifest blob changed under its old name",
+     ["digest mismatch"], "blobs/sha256/"),
+    ("oci_index_digest_mismatch", "a nested OCI image index changed under its old name",
+     ["digest mismatch"], "blobs/sha256/"),
+    ("oci_gzip_blob_digest_mismatch", "a gzip layer blob whose data is not its name's digest",
+     ["digest mismatch"], "blobs/sha256/"),
+    ("oci_zstd_blob_digest_mismatch", "a zstd layer blob whose data is not its name's digest",
+     ["digest mismatch"], "blobs/sha256/"),
+    ("bzip2_layer_trailing_garbage", "a bzip2 layer blob followed by garbage", ["trailing garbage"],
+     "blobs/sha256/"),
+    ("bzip2_layer_trailing_zeros", "a bzip2 layer blob followed by zero bytes", ["trailing garbage"],
+     "blobs/sha256/"),
+    ("xz_layer_trailing_garbage", "an xz layer blob followed by garbage", ["lzma", "trailing garbage"],
+     "blobs/sha256/"),
+    ("zstd_layer_trailing_garbage", "a zstd layer blob followed by garbage", ["zstd", "trailing garbage"],
+     "blobs/sha256/"),
+    ("zstd_holding_gzip_layer", "a zstd blob holding a gzip stream of the tar", ["nested compression"],
+     "blobs/sha256/"),
+    ("xz_holding_zstd_layer", "an xz blob holding a zstd stream of the tar", ["nested compression"],
+     "blobs/sha256/"),
+    ("bzip2_holding_xz_layer", "a bzip2 blob holding an xz stream of the tar", ["nested compression"],
+     "blobs/sha256/"),
+    ("gzip_holding_gzip_layer", "a gzip blob holding a gzip stream of the tar", ["nested compression"],
+     "blobs/sha256/"),
+    ("gzip_holding_bzip2_layer", "a gzip blob holding a bzip2 stream of the tar", ["nested compression"],
+     "blobs/sha256/"),
+    ("sparse_layer_entry", "a layer.tar stored as a sparse entry with a 1 TiB hole", ["sparse entry"], LB),
+    ("duplicate_entry_double_slash", "a layer.tar twice, once as <id>//layer.tar", ["duplicate entry"], LB),
+    ("duplicate_entry_dot_component", "a layer.tar twice, once as <id>/./layer.tar", ["duplicate entry"], LB),
+    ("layer_id_dotdot", "a podman-style root layer named ...tar: its layer id would be ..",
+     ["not a plain name"], "...tar"),
+    ("layer_id_control_character", "a layer directory whose name holds an escape character",
+     ["not a plain name"], None),
+    ("layer_id_not_utf8", "a layer directory whose name is not UTF-8", ["not a plain name"], None),
+    ("repo_tag_not_utf8", "a RepoTags entry that is not UTF-8", ["not valid UTF-8"], "RepoTags"),
+    ("repo_tag_control_character", "a RepoTags entry holding an escape character", ["not valid UTF-8"],
+     "RepoTags"),
 ]:
     _case(_name, _doc, _name + ".tar", _keys, _mentions)
 
@@ -184,6 +226,84 @@ def test_layer_directory_with_200_character_name(tmp):
     """A v1 id past ustar's 100-character name field (a PAX header): a 207-byte file name."""
     accepted(tmp, hostile("ok_long_layer_dir_pax.tar"))
     assert (tmp / "out-file" / ("p" * 200 + ".tar.gz")).is_file()
+
+
+def test_gzip_layer_with_zero_padding_is_recompressed(tmp):
+    """A gzip blob followed by zero padding is no single member: the layer
+    file is the recompressed tar, one member (expect.check_output checks it)."""
+    accepted(tmp, hostile("ok_gzip_layer_zero_padded.tar"))
+
+
+def test_gzip_layer_of_two_members_is_recompressed(tmp):
+    accepted(tmp, hostile("ok_gzip_layer_two_members.tar"))
+
+
+def test_shared_children_index_fan_out(tmp):
+    """index.json leading through 7 image indexes of 12 descriptors each, all
+    naming the next index (12**7 = 35 million paths over 9 blobs): each index
+    is read once, through the first path, so the output is that of one index
+    naming the manifest 12 times."""
+    base = fixtures_hostile.Base()
+    archive, plain = tmp / "fanout.tar", tmp / "plain.tar"
+    archive.write_bytes(fixtures_hostile.shared_fanout(base, 12, 7))
+    # The last index alone: checked against the contract, and the fan-out's
+    # output must be the same bytes (expect's own model would walk every path).
+    plain.write_bytes(fixtures_hostile.shared_fanout(base, 12, 1))
+    accepted(tmp, plain)
+    p = run_in([archive, tmp / "fanout"], tmp)
+    assert p.returncode == 0, p.err
+    assert snapshot(tmp / "fanout") == snapshot(tmp / "out-file")
+
+
+def test_more_images_than_the_cap(tmp):
+    """10 001 manifest.json sections (one image, one config) are past the cap
+    of 10 000 images; 10 000 are not, and the config is written once."""
+    fixtures_hostile.many_images(tmp / "over.tar.gz", 10001)
+    line = assert_rejected(tmp, tmp / "over.tar.gz", ["more than 10000 images"], mentions="manifest.json")
+    assert "limit" in line, line
+    fixtures_hostile.many_images(tmp / "at.tar.gz", 10000)
+    p = run_in([tmp / "at.tar.gz", tmp / "ok"], tmp)
+    assert p.returncode == 0, p.err
+    assert len(json.loads((tmp / "ok" / "manifest.json").read_bytes())) == 10000
+
+
+def test_more_index_images_than_the_cap(tmp):
+    fixtures_hostile.many_index_images(tmp / "over.tar.gz", 10001)
+    assert_rejected(tmp, tmp / "over.tar.gz", ["more than 10000 images"], mentions="index.json")
+
+
+def test_more_layers_than_the_cap(tmp):
+    """10 001 layer blobs in one archive (empty tars, 0.4 MB gzip-compressed):
+    rejected at the 10 001st, naming the cap."""
+    fixtures_hostile.many_layers_staged(tmp / "layers.tar.gz", 10001)
+    line = assert_rejected(tmp, tmp / "layers.tar.gz", ["more than 10000 layer blobs"], mentions="10000.tar")
+    assert "limit" in line, line
+
+
+def test_max_layer_size_caps_a_decompressed_layer(tmp):
+    """A zstd layer of 64 MiB of zeros (a few KB) under --max-layer-size 16M:
+    exit 1 naming the limit; a gzip layer (kept as it is) the same; without
+    the option both split."""
+    for kind in ("zstd", "gzip"):
+        sub = tmp / kind
+        sub.mkdir()
+        archive = sub / "zeros.tar"
+        fixtures_hostile.high_ratio_layer(archive, kind, 64 << 20)
+        line = assert_rejected(sub, archive, ["--max-layer-size"], options=["--max-layer-size", "16M"])
+        assert "16777216" in line, line
+        accepted(sub, archive)
+
+
+def test_max_layer_size_caps_a_plain_layer(tmp):
+    line = assert_rejected(tmp, hostile("base2.tar"), ["--max-layer-size"], options=["--max-layer-size", "1K"])
+    assert "1024 bytes" in line, line
+
+
+def test_max_layer_size_bad_values_are_usage_errors(tmp):
+    for value in ("1T", "-1", "8X", "99999999999G"):
+        p = run_in(["--max-layer-size", value, hostile("base2.tar"), tmp / "out"], tmp)
+        assert_error(p, 2, ["--max-layer-size"])
+        assert os.listdir(tmp) == [], os.listdir(tmp)
 
 
 def test_gnu_long_names(tmp):

@@ -14,7 +14,7 @@ import sys
 
 import expect
 import fixtures
-from harness import REPO, snapshot, split
+from harness import REPO, assert_error, layersplit, snapshot, split
 
 _order = itertools.count(1)
 
@@ -170,3 +170,26 @@ def test_v2metadata_digest_and_source_replace_computed_ones(tmp):
     split(fixtures.path("legacy_two_images.tar"), tmp / "out", "--v2metadata", meta)
     expect.check_output(archive, tmp / "out",
                         v2metadata={pulled: ("sha256:" + "ab" * 32, "docker.io/library/ubuntu")})
+
+
+def test_v2metadata_directory_that_does_not_exist_is_a_usage_error(tmp):
+    p = layersplit("--v2metadata", tmp / "absent", fixtures.path("legacy_two_images.tar"), tmp / "out")
+    assert_error(p, 2, ["no such directory"])
+    assert not (tmp / "out").exists()
+
+
+def test_v2metadata_digest_that_is_not_sha256_hex_is_rejected(tmp):
+    """The first record's Digest goes into digests.json as a layer's digest:
+    anything but sha256:<64 lowercase hex> rejects the run (exit 1, naming
+    the file), nothing is written."""
+    archive = expect.Archive(fixtures.path("legacy_two_images.tar"))
+    pulled = archive.images[0].diff_ids[0].split(":")[1]
+    for i, bad in enumerate(["sha256:" + "AB" * 32, "sha256:" + "ab" * 31, "md5:" + "ab" * 16,
+                             "sha256:" + "ab" * 32 + "\n", "../../etc/passwd"]):
+        meta = tmp / ("meta%d" % i)
+        meta.mkdir()
+        (meta / pulled).write_text(json.dumps([{"Digest": bad, "SourceRepository": "x", "HMAC": ""}]))
+        p = layersplit("--v2metadata", meta, fixtures.path("legacy_two_images.tar"), tmp / "out")
+        assert_error(p, 1, ["Digest is not sha256"])
+        assert pulled in p.err, p.err
+        assert not (tmp / "out").exists()

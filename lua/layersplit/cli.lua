@@ -1,5 +1,6 @@
 -- layersplit.cli: the command line.
 local errors = require "layersplit.errors"
+local fs = require "layersplit.fs"
 local gzip = require "layersplit.gzip"
 local host = require "layersplit.host"
 local json = require "layersplit.json"
@@ -37,7 +38,11 @@ options:
                       0-3 (default 2)
   -j, --jobs N        compression threads (default: online CPUs)
   --v2metadata DIR    docker's v2metadata-by-diffid directory: keep the
-                      registry digests it records
+                      registry digests it records (a record whose Digest is
+                      not sha256:<64 hex> is rejected)
+  --max-layer-size N  cap on a layer's data as it expands (decompressed, or
+                      a sparse entry's holes), bytes with an optional K, M
+                      or G suffix (default 64G; 0: no cap); past it is exit 1
   --max-memory N      cap on the Lua heap (the archive's metadata, not its
                       data), bytes with an optional K, M or G suffix
                       (default 256M; 0: no cap); reaching it is exit 3
@@ -104,6 +109,7 @@ local options = {
 	["j"] = {"jobs", true},
 	["v2metadata"] = {"v2metadata", true},
 	["max-memory"] = {"max_memory", true},
+	["max-layer-size"] = {"max_layer_size", true},
 	["trace"] = {"trace", false},
 	["progress"] = {"progress", true},
 	["json"] = {"json", false},
@@ -206,16 +212,18 @@ function cli.parse(args)
 	return opts
 end
 
-local function parse_size(text)
+-- A size option's value: bytes with an optional K, M or G suffix, at most
+-- max_g gigabytes.
+local function parse_size(option, text, max_g)
 	local n, suffix = text:match("^(%d+)([KkMmGg]?)$")
 	if not n then
-		usage_error("--max-memory " .. text, "expected a size such as 512M")
+		usage_error(option .. " " .. text, "expected a size such as 512M")
 	end
 	local scale = ({[""] = 1, k = 1 << 10, m = 1 << 20, g = 1 << 30})[suffix:lower()]
 	local bytes = (tonumber(n) + 0.0) * scale -- a float: no integer wraparound
-	local size = bytes <= 2 ^ 40 and math.tointeger(bytes)
+	local size = bytes <= max_g * 2 ^ 30 and math.tointeger(bytes)
 	if not size then
-		usage_error("--max-memory " .. text, "too large (at most 1024G; 0 for no cap)")
+		usage_error(option .. " " .. text, string.format("too large (at most %dG; 0 for no cap)", max_g))
 	end
 	return size
 end
@@ -260,7 +268,11 @@ function cli.validate_run(opts)
 		opts.jobs = parse_integer("jobs", tostring(opts.jobs), 1, 1024)
 	end
 	if opts.max_memory then
-		opts.max_memory = parse_size(opts.max_memory)
+		opts.max_memory = parse_size("--max-memory", opts.max_memory, 1024)
+	end
+	opts.max_layer_size = parse_size("--max-layer-size", opts.max_layer_size or "64G", 1 << 20)
+	if opts.v2metadata and fs.kind(opts.v2metadata) ~= "dir" then
+		usage_error("--v2metadata " .. opts.v2metadata, "no such directory")
 	end
 	opts.progress = opts.progress or "auto"
 	if not ({auto = true, always = true, never = true})[opts.progress] then

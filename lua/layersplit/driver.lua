@@ -6,6 +6,7 @@ local errors = require "layersplit.errors"
 local fs = require "layersplit.fs"
 local gzip = require "layersplit.gzip"
 local json = require "layersplit.json"
+local image = require "layersplit.image"
 local progress = require "layersplit.progress"
 local settings = require "layersplit.settings"
 
@@ -126,10 +127,11 @@ end
 -- opts.input_data, when set, is the archive itself as a string (the fuzzer
 -- uses it); opts.input then only names it in messages.
 local function open_input(opts)
+	local options = {max_size = opts.max_layer_size or image.max_layer_size}
 	if opts.input_data then
-		return archive.open_memory(opts.input_data)
+		return archive.open_memory(opts.input_data, options)
 	end
-	return archive.open(opts.input)
+	return archive.open(opts.input, options)
 end
 
 -- The --set pairs in command line order: opts.setting_list (cli.parse), or
@@ -170,7 +172,7 @@ local function check_summary(summary)
 	end
 end
 
--- opts: input, outdir, policy, level, engine, jobs, v2metadata, settings,
+-- opts: input, outdir, policy, level, engine, jobs, v2metadata, max_layer_size, settings,
 -- trace, verbose, quiet, progress, sync (false: no fsync), before_commit (a
 -- function of the context, called when the output is complete and on disk,
 -- just before the rename: the last thing that may still fail the run).
@@ -206,6 +208,7 @@ function driver.run(opts, on_context)
 		settings = values,
 		input = opts.input,
 		outdir = opts.outdir,
+		max_layer_size = opts.max_layer_size or image.max_layer_size,
 		stage = stage,
 		reader = reader,
 		summary = {entries = 0},

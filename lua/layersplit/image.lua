@@ -19,6 +19,14 @@ local image = {}
 image.max_link_hops = 40
 image.max_name = 255 -- NAME_MAX: an output file name longer than this can't exist
 image.max_index_depth = 8
+-- Work stays proportional to the input: at most this many layer blobs are
+-- staged, and this many images (manifest.json sections, or image manifests
+-- reachable from index.json) are written, per archive.
+image.max_layers = 10000
+image.max_images = 10000
+-- A layer's data, as it expands (decompressed, or a sparse entry's holes):
+-- the default of --max-layer-size.
+image.max_layer_size = 64 << 30
 
 -- What a blob is, from its first bytes.
 function image.sniff(head)
@@ -54,6 +62,29 @@ function image.layer_id(path)
 		or path:match("^blobs/sha256/(%x+)$")
 end
 
+-- Whether s is text JSON can carry as it is: valid UTF-8, no control character.
+local function plain_text(s)
+	return utf8.len(s) ~= nil and not s:find("%c")
+end
+
+-- A name the archive gives that goes into the output's JSON (a tag, a layer
+-- id): valid UTF-8 without control characters, else rejected.
+function image.check_name(s, what)
+	if not plain_text(s) then
+		raise("archive", what, "not valid UTF-8 text (control characters or invalid bytes)")
+	end
+	return s
+end
+
+-- A layer id names a file and a directory in manifest.json: a plain name.
+function image.check_layer_id(id, what)
+	if id == "." or id == ".." or id:find("/", 1, true) or not plain_text(id) then
+		raise("archive", what, "layer id is not a plain name (no /, . or .., "
+			.. "control characters or invalid UTF-8)")
+	end
+	return id
+end
+
 -- "sha256:<hex>" -> "blobs/sha256/<hex>", rejecting anything else.
 function image.blob_path(descriptor_digest, what)
 	local hex = type(descriptor_digest) == "string" and descriptor_digest:match("^sha256:(%x+)$")
@@ -75,7 +106,10 @@ function image.store(ctx)
 		links = {},   -- archive path -> {target = archive path, type = }
 		files = {},   -- staged file name -> layer record written there
 		placed = {},  -- staged file name -> true once part of the output
+		decoded = {}, -- archive path of a document -> its decoded value
+		hashes = {},  -- archive path of a document -> sha256 hex of its text
 		count = 0,
+		layer_count = 0,
 	}, Store)
 end
 
@@ -96,9 +130,35 @@ function Store:skip(entry)
 	return "skip"
 end
 
+-- A sparse entry's holes are data the archive does not hold: never a blob.
+local function not_sparse(entry)
+	if entry.sparse then
+		raise("archive", entry.path, "sparse entry: a blob must be data the archive holds")
+	end
+end
+
+-- The sha256 a blob's name claims: blobs/sha256/<hex> (OCI layouts).
+local function claimed_digest(path)
+	return path:match("^blobs/sha256/(.+)$")
+end
+
+-- A blob whose name is its digest must hash to it.
+local function verify_blob(path, hex)
+	local claimed = claimed_digest(path)
+	if claimed and claimed ~= hex then
+		raise("archive", path, "digest mismatch: the data is sha256:" .. hex)
+	end
+end
+
 -- Keeps a small document (JSON, repositories) in memory.
 function Store:keep_document(entry)
-	self.docs[entry.path] = check(self.ctx.reader:read(json.max_size))
+	not_sparse(entry)
+	local text = check(self.ctx.reader:read(json.max_size))
+	if claimed_digest(entry.path) then
+		self.hashes[entry.path] = digest.sha256_hex(text)
+		verify_blob(entry.path, self.hashes[entry.path])
+	end
+	self.docs[entry.path] = text
 	return "document"
 end
 
@@ -123,7 +183,8 @@ end
 
 local function staged_name(self, layer_id)
 	local name = layer_id .. ".tar.gz"
-	if self.files[name] or #name > image.max_name then
+	if self.files[name] or #name > image.max_name or not plain_text(layer_id)
+		or layer_id == "." or layer_id == ".." then
 		return temp_name(self)
 	end
 	return name
@@ -162,8 +223,24 @@ end
 -- staging directory, hashing it on the way.  A single-member gzip blob is kept
 -- byte for byte; anything else is compressed as one gzip member.  visit, if
 -- given, reads the layer's own tar as it streams past (see feed).
+-- Decompressed data must be a tar: one compression layer, never two.
+local function check_tar(head, kind)
+	local inner = image.sniff(head)
+	if inner ~= "tar" then
+		raise("archive", kind .. " data", inner ~= "unknown" and inner ~= "json"
+			and "nested compression (" .. inner .. " inside " .. kind .. ")"
+			or "does not start with a tar header")
+	end
+end
+
 local function stream_layer(self, entry, kind, visit)
 	local ctx, reader = self.ctx, self.ctx.reader
+	not_sparse(entry)
+	self.layer_count = self.layer_count + 1
+	if self.layer_count > image.max_layers then
+		raise("archive", entry.path, string.format(
+			"more than %d layer blobs in one archive (the limit)", image.max_layers))
+	end
 	local layer_id = image.layer_id(entry.path)
 	local name = staged_name(self, layer_id)
 	local record = {path = entry.path, layer_id = layer_id, file = name, kind = kind}
@@ -179,6 +256,7 @@ local function stream_layer(self, entry, kind, visit)
 		local w = ctx:gzip_writer(name, tee)
 		feed(reader, visit, w)
 		local result = check(w:close())
+		verify_blob(entry.path, result.in_sha256)
 		record.diff_id = "sha256:" .. result.in_sha256
 		record.digest, record.size, record.out_size =
 			result.out_sha256, result.in_size, result.out_size
@@ -190,21 +268,32 @@ local function stream_layer(self, entry, kind, visit)
 		feed(reader, visit, file, compressed, inflater, table.unpack(tee))
 		record.out_size = check(file:close())
 		local info = check(inflater:close())
+		verify_blob(entry.path, compressed:hex())
+		local max = ctx.max_layer_size or image.max_layer_size
+		if max > 0 and info.out_size > max then
+			raise("archive", entry.path, string.format(
+				"more than %d bytes of data, the --max-layer-size limit", max))
+		end
+		check_tar(info.head, kind)
 		record.diff_id = "sha256:" .. uncompressed:hex()
 		record.digest, record.size = compressed:hex(), info.out_size
 		record.streamed_digest = record.digest
 		record.kept = true
 		self.files[name] = record
-		if info.members ~= 1 then
+		-- Kept byte for byte only as exactly one member and nothing after it.
+		if info.members ~= 1 or info.padding ~= 0 then
 			recompress(self, record)
 		end
 	else
-		local nested <close> = check(reader:nested({format = "raw"}))
+		local blob = digest.sha256()
+		local nested <close> = check(reader:nested({format = "raw"}, blob))
 		check(nested:next())
+		check_tar(check(nested:peek(512)), kind)
 		local w = ctx:gzip_writer(name, tee)
 		feed(nested, visit, w)
 		local result = check(w:close())
 		check(nested:close())
+		verify_blob(entry.path, blob:hex())
 		record.diff_id = "sha256:" .. result.in_sha256
 		record.digest, record.size, record.out_size =
 			result.out_sha256, result.in_size, result.out_size
@@ -279,12 +368,32 @@ function Store:document(path, what)
 	return text
 end
 
+-- A document decoded once, however many images use it (keep the value
+-- unchanged: it is shared).
 function Store:decode(path, what)
-	local value, err = json.decode(self:document(path, what))
+	local text = self:document(path, what)
+	local target = self:resolve(path, what)
+	local value = self.decoded[target]
 	if value == nil then
-		raise("archive", what or path, err)
+		local err
+		value, err = json.decode(text)
+		if value == nil then
+			raise("archive", what or path, err)
+		end
+		self.decoded[target] = value
 	end
 	return value
+end
+
+-- The sha256 hex of a document's text, computed once.
+function Store:document_hash(path, what)
+	local target = self:resolve(path, what)
+	local hex = self.hashes[target]
+	if hex == nil then
+		hex = digest.sha256_hex(self:document(path, what))
+		self.hashes[target] = hex
+	end
+	return hex
 end
 
 -- The layer record an archive path leads to.
@@ -297,130 +406,16 @@ function Store:layer(path, what)
 	return record
 end
 
-local function string_list(value, what)
-	if value == nil or value == json.null then
-		return {}
-	end
-	if type(value) ~= "table" then
-		raise("archive", what, "expected a list of strings")
-	end
-	for i, s in ipairs(value) do
-		if type(s) ~= "string" then
-			raise("archive", what, string.format("item %d is not a string", i))
-		end
-	end
-	return value
-end
-
-local function safe_path(path, what)
-	if type(path) ~= "string" then
-		raise("archive", what, "expected a path string")
-	end
-	local normalized, err = fs.normalize(path)
-	if not normalized then
-		raise("archive", what, err)
-	end
-	return normalized
-end
-
--- Images from a legacy manifest.json: {config, config_path, repo_tags, layers}.
-local function images_from_manifest(self)
-	local manifest = self:decode("manifest.json", "manifest.json")
-	if type(manifest) ~= "table" or (next(manifest) ~= nil and #manifest == 0) then
-		raise("archive", "manifest.json", "expected a list of images")
-	end
-	local images = {}
-	for i, section in ipairs(manifest) do
-		local what = string.format("manifest.json image %d", i)
-		if type(section) ~= "table" then
-			raise("archive", what, "expected an object")
-		end
-		local config_path = safe_path(section.Config, what .. " Config")
-		local layers = {}
-		for j, layer in ipairs(string_list(section.Layers, what .. " Layers")) do
-			layers[j] = safe_path(layer, what .. " Layers")
-		end
-		images[i] = {
-			what = what,
-			config_path = config_path,
-			config = self:document(config_path, what .. " Config"),
-			repo_tags = string_list(section.RepoTags, what .. " RepoTags"),
-			layers = layers,
-		}
-	end
-	return images
-end
-
-local index_types = {
-	["application/vnd.oci.image.index.v1+json"] = true,
-	["application/vnd.docker.distribution.manifest.list.v2+json"] = true,
-}
-
-local function repo_tags_from(annotations)
-	local name = annotations["io.containerd.image.name"]
-		or annotations["org.opencontainers.image.ref.name"]
-	return type(name) == "string" and {name} or {}
-end
-
--- Images reachable from index.json, nested indexes included.
-local function images_from_index(self)
-	local images = {}
-	local function walk(index, what, annotations, depth)
-		if depth > image.max_index_depth then
-			raise("archive", what, "image indexes nested too deeply")
-		end
-		if type(index) ~= "table" or type(index.manifests) ~= "table" then
-			raise("archive", what, "expected an image index with manifests")
-		end
-		for i, descriptor in ipairs(index.manifests) do
-			local dwhat = string.format("%s manifest %d", what, i)
-			if type(descriptor) ~= "table" then
-				raise("archive", dwhat, "expected a descriptor")
-			end
-			local merged = setmetatable({}, {__index = annotations})
-			if type(descriptor.annotations) == "table" then
-				for k, v in pairs(descriptor.annotations) do
-					merged[k] = v
-				end
-			end
-			local path = image.blob_path(descriptor.digest, dwhat)
-			local doc = self:decode(path, dwhat)
-			if index_types[descriptor.mediaType] or (type(doc) == "table" and doc.manifests) then
-				walk(doc, path, merged, depth + 1)
-			else
-				if type(doc) ~= "table" or type(doc.config) ~= "table" then
-					raise("archive", path, "expected an image manifest")
-				end
-				local config_path = image.blob_path(doc.config.digest, path .. " config")
-				local layers = {}
-				for j, layer in ipairs(type(doc.layers) == "table" and doc.layers or {}) do
-					layers[j] = image.blob_path(type(layer) == "table" and layer.digest,
-						path .. " layer " .. j)
-				end
-				images[#images + 1] = {
-					what = path,
-					platform = type(descriptor.platform) == "table" and descriptor.platform or nil,
-					config_path = config_path,
-					config = self:document(config_path, path .. " config"),
-					repo_tags = repo_tags_from(merged),
-					layers = layers,
-				}
-			end
-		end
-	end
-	walk(self:decode("index.json", "index.json"), "index.json", {}, 1)
-	return images
-end
-
 -- The images in the archive, after the pass: from manifest.json if there is
 -- one, else from index.json.
 function Store:images()
 	self:check_links()
 	local images, source
+	local manifests = require "layersplit.manifests"
 	if self.seen["manifest.json"] then
-		images, source = images_from_manifest(self), "manifest.json"
+		images, source = manifests.from_manifest(self), "manifest.json"
 	elseif self.seen["index.json"] then
-		images, source = images_from_index(self), "index.json"
+		images, source = manifests.from_index(self), "index.json"
 	else
 		raise("archive", self.ctx.input == "-" and "<stdin>" or self.ctx.input,
 			"not an image archive: no manifest.json or index.json")
@@ -434,10 +429,7 @@ end
 -- The config's rootfs.diff_ids, checked against the image's layers.
 function Store:check_diff_ids(img)
 	local what = "config " .. img.config_path
-	local config, err = json.decode(img.config)
-	if config == nil then
-		raise("archive", what, err)
-	end
+	local config = self:decode(img.config_path, what)
 	local rootfs = type(config) == "table" and config.rootfs
 	local diff_ids = type(rootfs) == "table" and rootfs.diff_ids
 	if type(diff_ids) ~= "table" then

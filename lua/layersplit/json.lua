@@ -53,9 +53,30 @@ function json.decode(text)
 	return value
 end
 
-local function encode_string(s)
+local function cjson_string(s)
 	-- cjson escapes "/" as "\/"; valid JSON, but not what people write.
 	return (cjson.encode(s):gsub("\\/", "/"))
+end
+
+-- Strings are written as valid UTF-8 always: a byte that is not part of a
+-- UTF-8 sequence becomes \udc80-\udcff, the surrogate Python's
+-- "surrogateescape" uses, so os.fsencode() gives the original bytes back.
+local function encode_string(s)
+	if utf8.len(s) then
+		return cjson_string(s)
+	end
+	local parts, i = {}, 1
+	while i <= #s do
+		local ok, bad = utf8.len(s, i)
+		if ok then
+			parts[#parts + 1] = cjson_string(s:sub(i)):sub(2, -2)
+			break
+		end
+		parts[#parts + 1] = cjson_string(s:sub(i, bad - 1)):sub(2, -2)
+		parts[#parts + 1] = string.format("\\u%04x", 0xdc00 + s:byte(bad))
+		i = bad + 1
+	end
+	return '"' .. table.concat(parts) .. '"'
 end
 
 local function encode(value, out, depth)

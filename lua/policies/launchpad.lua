@@ -2,7 +2,6 @@
 -- OCI builder: <layer_id>.tar.gz per layer, the config as <sha256>.json, a
 -- legacy manifest.json, digests.json (one {diff_id: {digest, source,
 -- layer_id}} object per image) and repositories.
-local digest = require "layersplit.digest"
 local errors = require "layersplit.errors"
 local fs = require "layersplit.fs"
 local image = require "layersplit.image"
@@ -44,7 +43,9 @@ function policy.entry(ctx, entry)
 end
 
 -- Docker's v2metadata-by-diffid record for a layer: a layer pulled from a
--- registry keeps its registry digest and source repository.
+-- registry keeps its registry digest and source repository.  The first
+-- record is used; its Digest must be sha256:<64 lowercase hex>, else the
+-- file is rejected (a digest in digests.json names the bytes of a layer).
 function policy.v2metadata(dir, diff_id)
 	local path = dir .. "/" .. diff_id:gsub("^sha256:", "")
 	if fs.kind(path) ~= "file" then
@@ -59,7 +60,11 @@ function policy.v2metadata(dir, diff_id)
 	if type(first) ~= "table" or type(first.Digest) ~= "string" then
 		return nil
 	end
-	return first.Digest, type(first.SourceRepository) == "string" and first.SourceRepository or ""
+	if not first.Digest:match("^sha256:" .. ("[0-9a-f]"):rep(64) .. "$") then
+		errors.raise("archive", path, "Digest is not sha256:<64 lowercase hex digits>")
+	end
+	local source = type(first.SourceRepository) == "string" and first.SourceRepository or ""
+	return first.Digest, image.check_name(source, path .. " SourceRepository")
 end
 
 function policy.finish(ctx)
@@ -67,13 +72,13 @@ function policy.finish(ctx)
 	local manifest, digests = json.array(), json.array()
 	local layer_files, reported = {}, {}
 	for _, img in ipairs(store:images()) do
-		local config_name = digest.sha256_hex(img.config) .. ".json"
+		local config_name = store:document_hash(img.config_path) .. ".json"
 		store:write(config_name, img.config)
 		local diff_ids, records = store:check_diff_ids(img)
 		local layers, map, report = json.array(), {}, json.array()
 		for i, path in ipairs(img.layers) do
 			local record = records[i]
-			local layer_id = image.layer_id(path) or record.layer_id
+			local layer_id = image.check_layer_id(image.layer_id(path) or record.layer_id, path)
 			local file = store:place(record, layer_id .. ".tar.gz")
 			layer_files[file] = record.out_size
 			layers[i] = layer_id .. "/layer.tar"

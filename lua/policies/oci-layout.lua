@@ -77,7 +77,7 @@ local function platform_of(img)
 	local out = {}
 	for _, key in ipairs({"architecture", "os", "variant", "os.version"}) do
 		if type(p[key]) == "string" then
-			out[key] = p[key]
+			out[key] = image.check_name(p[key], img.what .. " platform " .. key)
 		end
 	end
 	return next(out) and out or nil
@@ -122,8 +122,8 @@ function policy.finish(ctx)
 	local written = {} -- hex -> true for every blob in blobs/sha256
 
 	-- A small blob (config, manifest) as a file named by its digest.
-	local function put(text, media_type)
-		local hex = digest.sha256_hex(text)
+	local function put(text, media_type, hex)
+		hex = hex or digest.sha256_hex(text)
 		if not written[hex] then
 			check(fs.write_file(ctx:path("blobs/sha256/" .. hex), text))
 			written[hex] = true
@@ -138,13 +138,14 @@ function policy.finish(ctx)
 		for i, record in ipairs(records) do
 			layers[i] = {mediaType = LAYER, digest = "sha256:" .. record.digest,
 				size = record.out_size}
-			report[i] = {layer_id = record.layer_id, diff_id = diff_ids[i],
+			report[i] = {layer_id = image.check_layer_id(record.layer_id, record.path),
+				diff_id = diff_ids[i],
 				digest = record.digest, file = "blobs/sha256/" .. record.digest,
 				compressed_size = record.out_size, uncompressed_size = record.size,
 				kept = record.kept, stored_as = record.kind}
 			used[record] = true
 		end
-		local config = put(img.config, CONFIG)
+		local config = put(img.config, CONFIG, store:document_hash(img.config_path))
 		local descriptor = put(json.encode({
 			schemaVersion = 2,
 			mediaType = MANIFEST,
