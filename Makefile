@@ -31,7 +31,7 @@ SRCS     := $(wildcard src/*.c)
 OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/embedded.o
 LUA_SRCS := $(shell find lua -name '*.lua' | LC_ALL=C sort)
 
-.PHONY: all deps check check-sanitize fuzz demo clean bench install uninstall
+.PHONY: all deps check check-sanitize check-resources fuzz demo clean bench install uninstall
 
 all: $(BUILD)/layersplit
 
@@ -59,6 +59,11 @@ deps:
 
 check: deps all
 	python3 tests/run.py
+
+# The worst small archives (tests/resources.py) under hard limits: 10 s of
+# CPU and 2 GiB of address space per run, peak RSS at most 256 MiB.
+check-resources: deps all
+	python3 tests/resources.py
 
 # The whole suite against an ASan + UBSan build in $(BUILD)/asan: any
 # sanitizer report or leak makes the run exit 86/87, which fails its test.

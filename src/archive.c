@@ -69,20 +69,23 @@ static int opt_raw(lua_State *L, int idx)
 }
 
 /* opts.max_size: the most data one entry may hand out (0, the default: no
- * cap); a sparse entry's holes and a decompressed stream count in full. */
-static int64_t opt_max_size(lua_State *L, int idx, int64_t inherited)
+ * cap); a sparse entry's holes and a decompressed stream count in full.
+ * opts.max_ratio: how many times its input a decompressing nested raw
+ * reader may hand out (0: no cap).  Nested readers inherit both. */
+static int64_t opt_int(lua_State *L, int idx, const char *key, int64_t inherited)
 {
 	lua_Integer n;
 
 	if (!lua_istable(L, idx))
 		return inherited;
-	lua_getfield(L, idx, "max_size");
+	lua_getfield(L, idx, key);
 	if (lua_isnil(L, -1)) {
 		lua_pop(L, 1);
 		return inherited;
 	}
 	n = luaL_checkinteger(L, -1);
-	luaL_argcheck(L, n >= 0, idx, "max_size must not be negative");
+	if (n < 0)
+		return luaL_error(L, "bad argument #%d (%s must not be negative)", idx, key);
 	lua_pop(L, 1);
 	return (int64_t)n;
 }
@@ -97,7 +100,8 @@ static int l_open(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	int raw = opt_raw(L, 2);
-	int64_t max_size = opt_max_size(L, 2, 0);
+	int64_t max_size = opt_int(L, 2, "max_size", 0);
+	int64_t max_ratio = opt_int(L, 2, "max_ratio", 0);
 	struct reader *r = new_reader(L, 0);
 	struct stat st;
 	int e;
@@ -106,6 +110,7 @@ static int l_open(lua_State *L)
 	lua_setiuservalue(L, -2, UV_SOURCE);
 	r->name = strcmp(path, "-") == 0 ? "<stdin>" : path; /* as in every message */
 	r->max_size = max_size;
+	r->max_ratio = max_ratio;
 	r->buf = malloc(READ_BUF_SIZE);
 	if (r->buf == NULL)
 		return ls_fail(L, LS_EIO, "%s", strerror(ENOMEM));
@@ -129,13 +134,15 @@ static int l_open_memory(lua_State *L)
 	size_t len;
 	const char *s = luaL_checklstring(L, 1, &len);
 	int raw = opt_raw(L, 2);
-	int64_t max_size = opt_max_size(L, 2, 0);
+	int64_t max_size = opt_int(L, 2, "max_size", 0);
+	int64_t max_ratio = opt_int(L, 2, "max_ratio", 0);
 	struct reader *r = new_reader(L, 0);
 
 	lua_pushvalue(L, 1);
 	lua_setiuservalue(L, -2, UV_SOURCE);
 	r->name = "memory";
 	r->max_size = max_size;
+	r->max_ratio = max_ratio;
 	r->mem = (const unsigned char *)s;
 	r->mem_len = len;
 	return start(L, r, raw);
@@ -437,7 +444,8 @@ static int l_nested(lua_State *L)
 	struct reader *r = check(L, 1);
 	int first = lua_istable(L, 2) ? 3 : 2;
 	int raw = first == 3 ? opt_raw(L, 2) : 0;
-	int64_t max_size = opt_max_size(L, 2, r->max_size);
+	int64_t max_size = opt_int(L, 2, "max_size", r->max_size);
+	int64_t max_ratio = opt_int(L, 2, "max_ratio", r->max_ratio);
 	int ntees = lua_gettop(L) - first + 1;
 	struct reader *c;
 
@@ -457,6 +465,7 @@ static int l_nested(lua_State *L)
 	lua_setiuservalue(L, -2, UV_SOURCE);
 	c->name = r->path;
 	c->max_size = max_size;
+	c->max_ratio = max_ratio;
 	c->parent = r;
 	r->child = c;
 	return start(L, c, raw);

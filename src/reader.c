@@ -16,6 +16,9 @@
 
 static const unsigned char zeros[65536];
 
+/* Decompressed bytes any blob may have beyond --max-ratio times its size. */
+#define RATIO_SLACK ((int64_t)64 << 10)
+
 static void set_err(struct reader *r, const char *class, const char *fmt, ...)
 {
 	va_list ap;
@@ -209,6 +212,16 @@ int ls_reader_next_chunk(struct reader *r, const void **p, size_t *n)
 		if (r->max_size > 0 && r->taken > r->max_size) {
 			set_err(r, LS_EARCHIVE, "%s: more than %lld bytes of data, the "
 				"--max-layer-size limit", entry_name(r), (long long)r->max_size);
+			return -1;
+		}
+		/* A blob being decompressed: its expansion so far, with a little
+		 * room for tiny blobs. */
+		if (r->max_ratio > 0 && r->raw && r->parent != NULL &&
+		    r->taken > RATIO_SLACK && (r->taken - RATIO_SLACK) / r->max_ratio >
+						   (int64_t)r->bytes_in) {
+			set_err(r, LS_EARCHIVE, "%s: expands more than %lld times its "
+				"compressed size, the --max-ratio limit", entry_name(r),
+				(long long)r->max_ratio);
 			return -1;
 		}
 	}

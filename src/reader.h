@@ -29,6 +29,7 @@ struct reader {
 
 	int raw;			/* one entry: the data, decompressed */
 	int64_t max_size;		/* cap on an entry's data, 0: none */
+	int64_t max_ratio;		/* cap on decompressed / compressed, 0: none */
 	char *scratch;			/* for normalizing names */
 	size_t scratch_cap;
 

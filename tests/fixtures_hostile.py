@@ -541,7 +541,7 @@ def high_ratio_layer(path, kind, size):
         parts = [c.compress(header)] + [c.compress(chunk) for _ in range(size >> 20)]
         parts += [c.compress(tail), c.flush()]
     else:
-        p = subprocess.Popen(["zstd", "-q", "-19", "-c"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        p = subprocess.Popen(["zstd", "-q", "-3", "-c"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         import threading
         out = []
         t = threading.Thread(target=lambda: out.append(p.stdout.read()))

@@ -283,15 +283,33 @@ def test_more_layers_than_the_cap(tmp):
 def test_max_layer_size_caps_a_decompressed_layer(tmp):
     """A zstd layer of 64 MiB of zeros (a few KB) under --max-layer-size 16M:
     exit 1 naming the limit; a gzip layer (kept as it is) the same; without
-    the option both split."""
+    the caps both split."""
     for kind in ("zstd", "gzip"):
         sub = tmp / kind
         sub.mkdir()
         archive = sub / "zeros.tar"
         fixtures_hostile.high_ratio_layer(archive, kind, 64 << 20)
-        line = assert_rejected(sub, archive, ["--max-layer-size"], options=["--max-layer-size", "16M"])
+        line = assert_rejected(sub, archive, ["--max-layer-size"],
+                               options=["--max-layer-size", "16M", "--max-ratio", "0"])
         assert "16777216" in line, line
-        accepted(sub, archive)
+        accepted(sub, archive, "--max-ratio", "0")
+
+
+def test_max_ratio_caps_a_decompression_bomb(tmp):
+    """zstd, xz and bzip2 layers of 64 MiB of zeros, each far past gzip's
+    1032:1: rejected by default naming --max-ratio and the blob; with
+    --max-ratio 0 they split; a gzip layer cannot pass 1032:1 and splits."""
+    for kind in ("zstd", "xz", "bzip2"):
+        sub = tmp / kind
+        sub.mkdir()
+        archive = sub / "zeros.tar"
+        fixtures_hostile.high_ratio_layer(archive, kind, 64 << 20)
+        line = assert_rejected(sub, archive, ["--max-ratio"], mentions="blobs/sha256/")
+        assert "1032 times" in line, line
+        if kind == "zstd":
+            accepted(sub, archive, "--max-ratio", "0")
+    p = run_in(["--max-ratio", "x", hostile("base2.tar"), tmp / "out"], tmp)
+    assert_error(p, 2, ["--max-ratio"])
 
 
 def test_max_layer_size_caps_a_plain_layer(tmp):

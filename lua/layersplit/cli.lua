@@ -43,6 +43,9 @@ options:
   --max-layer-size N  cap on a layer's data as it expands (decompressed, or
                       a sparse entry's holes), bytes with an optional K, M
                       or G suffix (default 64G; 0: no cap); past it is exit 1
+  --max-ratio N       cap on how many times its size a zstd, xz or bzip2
+                      layer blob may expand (default 1032, gzip's own
+                      maximum; 0: no cap); past it is exit 1
   --max-memory N      cap on the Lua heap (the archive's metadata, not its
                       data), bytes with an optional K, M or G suffix
                       (default 256M; 0: no cap); reaching it is exit 3
@@ -110,6 +113,7 @@ local options = {
 	["v2metadata"] = {"v2metadata", true},
 	["max-memory"] = {"max_memory", true},
 	["max-layer-size"] = {"max_layer_size", true},
+	["max-ratio"] = {"max_ratio", true},
 	["trace"] = {"trace", false},
 	["progress"] = {"progress", true},
 	["json"] = {"json", false},
@@ -271,6 +275,9 @@ function cli.validate_run(opts)
 		opts.max_memory = parse_size("--max-memory", opts.max_memory, 1024)
 	end
 	opts.max_layer_size = parse_size("--max-layer-size", opts.max_layer_size or "64G", 1 << 20)
+	if opts.max_ratio then
+		opts.max_ratio = parse_integer("max-ratio", opts.max_ratio, 0, 1 << 30)
+	end
 	if opts.v2metadata and fs.kind(opts.v2metadata) ~= "dir" then
 		usage_error("--v2metadata " .. opts.v2metadata, "no such directory")
 	end

@@ -127,7 +127,8 @@ end
 -- opts.input_data, when set, is the archive itself as a string (the fuzzer
 -- uses it); opts.input then only names it in messages.
 local function open_input(opts)
-	local options = {max_size = opts.max_layer_size or image.max_layer_size}
+	local options = {max_size = opts.max_layer_size or image.max_layer_size,
+		max_ratio = opts.max_ratio or image.max_ratio}
 	if opts.input_data then
 		return archive.open_memory(opts.input_data, options)
 	end

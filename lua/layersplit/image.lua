@@ -27,6 +27,10 @@ image.max_images = 10000
 -- A layer's data, as it expands (decompressed, or a sparse entry's holes):
 -- the default of --max-layer-size.
 image.max_layer_size = 64 << 30
+-- How many times its size a compressed layer blob may expand: gzip's own
+-- maximum, so a small input cannot cost more than its gzip output would
+-- (the default of --max-ratio).
+image.max_ratio = 1032
 
 -- What a blob is, from its first bytes.
 function image.sniff(head)
