@@ -264,6 +264,9 @@ static int l_next(lua_State *L)
 		ls_reader_archive_err(r, rc, r->name);
 		return push_err(L, r);
 	}
+	if (r->scan.nul_path)
+		return ls_fail(L, LS_EARCHIVE, "%s: a PAX header names a path or link with "
+			       "a NUL byte in it (the name would be cut short there)", r->name);
 	name = archive_entry_pathname(e);
 	/* Refusing one entry leaves the stream usable: class "entry". */
 	if (name == NULL)

@@ -93,6 +93,7 @@ static la_ssize_t fd_read(struct archive *a, void *ud, const void **buf)
 	if (n < 0)
 		return cb_fail(a, r, LS_EIO, "%s: %s", r->name, strerror(errno));
 	r->bytes_in += n;
+	ls_paxscan_feed(&r->scan, r->buf, (size_t)n);
 	*buf = r->buf;
 	return n;
 }
@@ -107,6 +108,7 @@ static la_ssize_t mem_read(struct archive *a, void *ud, const void **buf)
 	if (n > READ_BUF_SIZE)
 		n = READ_BUF_SIZE;
 	*buf = r->mem + r->mem_pos;
+	ls_paxscan_feed(&r->scan, *buf, n);
 	r->mem_pos += n;
 	r->bytes_in += n;
 	return (la_ssize_t)n;
@@ -262,6 +264,7 @@ static la_ssize_t nested_read(struct archive *a, void *ud, const void **buf)
 	if (write_tees(r, p, n) != 0)
 		return cb_fail(a, r, NULL, NULL);
 	r->bytes_in += n;
+	ls_paxscan_feed(&r->scan, p, n);
 	*buf = p;
 	return (la_ssize_t)n;
 }
@@ -317,6 +320,7 @@ int ls_reader_close(struct reader *r, int drain)
 	r->peek = NULL;
 	free(r->scratch);
 	r->scratch = NULL;
+	ls_paxscan_free(&r->scan);
 	return rc;
 }
 

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "paxscan.h"
 #include "sink.h"
 
 #define READ_BUF_SIZE (1 << 20)
@@ -30,6 +31,7 @@ struct reader {
 	int raw;			/* one entry: the data, decompressed */
 	int64_t max_size;		/* cap on an entry's data, 0: none */
 	int64_t max_ratio;		/* cap on decompressed / compressed, 0: none */
+	struct ls_paxscan scan;		/* the input, watched for NULs in PAX paths */
 	char *scratch;			/* for normalizing names */
 	size_t scratch_cap;
 

@@ -326,6 +326,17 @@ def build_cases():
     files["duplicate_entry_double_slash.tar"] = tarkit.tar_bytes(ents + [Entry(b + "//layer.tar", "file", base.l1)])
     files["duplicate_entry_dot_component.tar"] = tarkit.tar_bytes(ents + [Entry(b + "/./layer.tar", "file", base.l1)])
 
+    # A NUL inside a PAX path or linkpath: libarchive would cut the name there.
+    def pax_override(name, key, value):
+        pairs = []
+        for i, d in as_tarinfo(ents + [Entry("x-link", "symlink", target="manifest.json")]):
+            if i.name == name:
+                i.pax_headers = {key: value}
+            pairs.append((i, d))
+        return raw_tar(pairs)
+    files["pax_path_with_nul.tar"] = pax_override(lb, "path", lb + "\0.evil")
+    files["pax_linkpath_with_nul.tar"] = pax_override("x-link", "linkpath", "manifest.json\0/etc/passwd")
+
     # Layer ids that are no plain name: podman's "<id>.tar" as "...tar" gives "..".
     files["layer_id_dotdot.tar"] = podman_named(base, "...tar")
     files["layer_id_control_character.tar"] = tarkit.legacy_archive(

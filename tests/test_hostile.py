@@ -145,6 +145,8 @@ for _name, _doc, _keys, _mentions in [
     ("layer_id_control_character", "a layer directory whose name holds an escape character",
      ["not a plain name"], None),
     ("layer_id_not_utf8", "a layer directory whose name is not UTF-8", ["not a plain name"], None),
+    ("pax_path_with_nul", "a layer.tar whose PAX path goes on after a NUL byte", ["NUL byte"], None),
+    ("pax_linkpath_with_nul", "a symlink whose PAX linkpath goes on after a NUL byte", ["NUL byte"], None),
     ("repo_tag_not_utf8", "a RepoTags entry that is not UTF-8", ["not valid UTF-8"], "RepoTags"),
     ("repo_tag_control_character", "a RepoTags entry holding an escape character", ["not valid UTF-8"],
      "RepoTags"),
@@ -383,3 +385,17 @@ def test_max_memory_out_of_range_is_a_usage_error(tmp):
         p = run_in(["--max-memory", value, fixtures.path("legacy_symlink.tar"), tmp / "out"], tmp)
         assert_error(p, 2, ["--max-memory"])
         assert os.listdir(tmp) == [], os.listdir(tmp)
+
+
+def test_pax_path_with_nul_inside_a_listed_layer(tmp):
+    """files-list reads each layer's own tar: a PAX path with a NUL byte in
+    it there is rejected too, not listed cut short."""
+    import tarkit
+    inner = fixtures_hostile.info("srv/file", size=3)
+    inner.pax_headers = {"path": "srv/file\0.hidden"}
+    layer = fixtures_hostile.raw_tar([(fixtures_hostile.info("srv/", fixtures_hostile.tarfile.DIRTYPE), None),
+                                      (inner, b"abc")])
+    archive = tmp / "a.tar"
+    archive.write_bytes(tarkit.legacy_archive([{"tags": ["example.com/nul:1"], "config": tarkit.config_for([layer]),
+                                                "layers": [(tarkit.pick_id("nul/1"), layer)]}]))
+    assert_rejected(tmp, archive, ["NUL byte"], options=["--policy", "files-list"])
