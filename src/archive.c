@@ -162,7 +162,7 @@ static struct reader *check(lua_State *L, int need_entry)
 	return r;
 }
 
-/* name normalized into out (room for strlen(name) + 1): "./", empty and "."
+/* name normalized into out (room for strlen(name) + 2): "./", empty and "."
  * components dropped, so a//b and a/./b are a/b and one name has one
  * spelling; NULL with *why if it is unsafe. */
 static const char *safe_path(const char *name, char *out, size_t *len, const char **why)
@@ -272,7 +272,7 @@ static int l_next(lua_State *L)
 	if (name == NULL)
 		return ls_fail(L, LS_EENTRY, "entry with an unreadable name");
 	link = archive_entry_hardlink(e);
-	buf = scratch(r, strlen(name) + (link ? strlen(link) : 0) + 2);
+	buf = scratch(r, strlen(name) + (link ? strlen(link) : 0) + 4);
 	if (buf == NULL)
 		return ls_fail(L, LS_EIO, "%s", strerror(ENOMEM));
 	path = safe_path(name, buf, &len, &why);
