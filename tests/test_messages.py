@@ -121,7 +121,9 @@ def test_hostile_manifest_layer_paths_in_errors_are_escaped(tmp):
 
 def test_hostile_repo_tags_in_errors_are_escaped(tmp):
     """--policy oci-layout names each image by its tag: two images with the
-    same hostile tag are refused, naming the tag."""
+    same hostile tag are refused, naming the tag; a tag with control
+    characters or bytes that are not UTF-8 is refused as manifest.json is
+    read, naming where it is, not the tag."""
     base = fixtures_hostile.Base()
     for kind, name in HOSTILE.items():
         tags = ["example.com/x:" + name]
@@ -137,6 +139,12 @@ def test_hostile_repo_tags_in_errors_are_escaped(tmp):
         archive = write(tmp, "tag.tar", data)
         case = tmp / kind.replace(" ", "-")
         case.mkdir()
+        if any(ord(c) < 32 or ord(c) == 127 or 0xdc80 <= ord(c) <= 0xdcff for c in name):
+            # not UTF-8 text: refused as it is read, before any policy sees it
+            line = assert_rejected(case, archive, code=1, options=["--policy", "oci-layout"])
+            assert_clean(line, kind)
+            assert "RepoTags item 1: not valid UTF-8 text" in line, "%s: %r" % (kind, line)
+            continue
         line = assert_rejected(case, archive, code=2, options=["--policy", "oci-layout"])
         assert_clean(line, kind)
         assert ESCAPED[kind] in line and "names two images" in line, "%s: %r" % (kind, line)
