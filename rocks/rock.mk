@@ -27,7 +27,7 @@ LIBDIRS := $(addprefix -L,$(LIBARCHIVE_LIBDIR) $(ZLIB_LIBDIR) $(LIBDEFLATE_LIBDI
 # Each module: its sources (src/NAME.c) and libraries.  src/ is never an
 # include directory: <archive.h> is libarchive's, "archive.h" the module's own.
 MODULES       := archive digest fs gzip progress registry
-archive_SRCS  := archive reader paxscan sink
+archive_SRCS  := archive reader paxscan path sink
 archive_LIBS  := -larchive
 digest_SRCS   := digest sink
 digest_LIBS   := -lcrypto
@@ -36,7 +36,7 @@ fs_LIBS       := -lcrypto
 gzip_SRCS     := gzip gzwrite gzpool gzinflate deflate_zlib deflate_libdeflate deflate_walk \
                  deflate_isal digest sink
 gzip_LIBS     := -lz -ldeflate -lcrypto -pthread $(if $(WITH_ISAL),-lisal)
-progress_SRCS := progress archive reader paxscan printable sink
+progress_SRCS := progress archive reader paxscan path printable sink
 progress_LIBS := -larchive -pthread
 registry_SRCS := registry reghttp regupload printable sink
 registry_LIBS := -lcurl -lcrypto -pthread

@@ -17,6 +17,7 @@
 #include <lua.h>
 
 #include "archive.h"
+#include "path.h"
 #include "reader.h"
 #include "sink.h"
 
@@ -162,38 +163,6 @@ static struct reader *check(lua_State *L, int need_entry)
 	return r;
 }
 
-/* name normalized into out (room for strlen(name) + 2): "./", empty and "."
- * components dropped, so a//b and a/./b are a/b and one name has one
- * spelling; NULL with *why if it is unsafe. */
-static const char *safe_path(const char *name, char *out, size_t *len, const char **why)
-{
-	const char *c, *slash;
-	size_t n = 0;
-
-	if (*name == '/') {
-		*why = "absolute path in archive";
-		return NULL;
-	}
-	for (c = name; *c != '\0'; c = *slash ? slash + 1 : slash) {
-		slash = strchrnul(c, '/');
-		if (slash == c || (slash - c == 1 && c[0] == '.'))
-			continue;
-		if (slash - c == 2 && c[0] == '.' && c[1] == '.') {
-			*why = "path climbs out of the archive with ..";
-			return NULL;
-		}
-		if (n > 0)
-			out[n++] = '/';
-		memcpy(out + n, c, (size_t)(slash - c));
-		n += (size_t)(slash - c);
-	}
-	if (n == 0) /* "./" itself: the archive root */
-		out[n++] = '.';
-	out[n] = '\0';
-	*len = n;
-	return out;
-}
-
 /* r's scratch buffer, at least n bytes, or NULL. */
 static char *scratch(struct reader *r, size_t n)
 {
@@ -275,12 +244,12 @@ static int l_next(lua_State *L)
 	buf = scratch(r, strlen(name) + (link ? strlen(link) : 0) + 4);
 	if (buf == NULL)
 		return ls_fail(L, LS_EIO, "%s", strerror(ENOMEM));
-	path = safe_path(name, buf, &len, &why);
+	path = ls_path_entry_name(name, buf, &len, &why);
 	if (path == NULL)
 		return ls_fail(L, LS_EENTRY, "%s: %s", name, why);
 	if (link != NULL) {
 		type = "hardlink";
-		target = safe_path(link, buf + len + 1, &tlen, &why);
+		target = ls_path_entry_name(link, buf + len + 1, &tlen, &why);
 		if (target == NULL)
 			return ls_fail(L, LS_EENTRY, "%s: hard link to %s: %s",
 				       name, archive_entry_hardlink(e), why);

@@ -110,3 +110,33 @@ const char *ls_path_unsafe_name(const char *s, size_t len)
 	}
 	return NULL;
 }
+
+/* An entry name as the reader hands it out (see path.h). */
+const char *ls_path_entry_name(const char *name, char *out, size_t *len, const char **why)
+{
+	const char *c, *slash;
+	size_t n = 0;
+
+	if (*name == '/') {
+		*why = "absolute path in archive";
+		return NULL;
+	}
+	for (c = name; *c != '\0'; c = *slash ? slash + 1 : slash) {
+		slash = strchrnul(c, '/');
+		if (slash == c || (slash - c == 1 && c[0] == '.'))
+			continue;
+		if (slash - c == 2 && c[0] == '.' && c[1] == '.') {
+			*why = "path climbs out of the archive with ..";
+			return NULL;
+		}
+		if (n > 0)
+			out[n++] = '/';
+		memcpy(out + n, c, (size_t)(slash - c));
+		n += (size_t)(slash - c);
+	}
+	if (n == 0) /* "./" itself: the archive root */
+		out[n++] = '.';
+	out[n] = '\0';
+	*len = n;
+	return out;
+}

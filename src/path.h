@@ -30,4 +30,10 @@ const char *ls_path_resolve_link(const char *link, size_t llen,
  * (empty, NUL byte, absolute, an empty, "." or ".." component), or NULL. */
 const char *ls_path_unsafe_name(const char *s, size_t len);
 
+/* An archive entry's name normalized into out (room for strlen(name) + 2
+ * bytes): "./", empty and "." components dropped, so a//b and a/./b are a/b
+ * and one name has one spelling ("." for the root itself).  out, or NULL
+ * with *why if it is absolute or has a ".." component. */
+const char *ls_path_entry_name(const char *name, char *out, size_t *len, const char **why);
+
 #endif
