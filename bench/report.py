@@ -70,7 +70,7 @@ def targets(measures, jobs, archive_bytes):
     bytes_target(rows, default, pigz, TARGETS["default_bytes"])
     bytes_target(rows, find(measures, "layersplit", jobs, "libdeflate", 12), pigz, TARGETS["level12_bytes"])
     time_target(rows, "wall", find(measures, "layersplit", jobs, "zlib"), pigz, TARGETS["zlib_vs_pigz"])
-    isal, skopeo = find(measures, "layersplit", jobs, "isal", 2), find(measures, "skopeo")
+    isal, skopeo = find(measures, "layersplit", jobs, "isal", 3), find(measures, "skopeo")
     speedup = skopeo.best / isal.best
     rows.append(("%s >= %.1fx faster than skopeo copy" % (isal.name, TARGETS["isal_speedup"]),
                  "%.2fx (%.2f s vs %.2f s; each run: %s)" % (speedup, isal.best, skopeo.best,
@@ -85,7 +85,7 @@ def targets(measures, jobs, archive_bytes):
                      "%.2fx (%.2f s vs %.2f s; each run: %s)" % (speedup, push.best, skopeo_push.best,
                                                                  per_run(push, skopeo_push, invert=True)),
                      verdict(speedup, TARGETS["push_speedup"], False, push, skopeo_push)))
-        files = find(measures, "layersplit", push.threads, "isal", 2)
+        files = find(measures, "layersplit", push.threads, "isal", 3)
         r = push.best / files.best
         rows.append(("push <= %.2fx the file mode (--engine isal -j %d, both from a pipe)"
                      % (TARGETS["push_vs_files"], push.threads),

@@ -139,7 +139,9 @@ const struct ls_deflate_engine ls_deflate_isal = {
 	.name = "isal",
 	.min_level = ISAL_DEF_MIN_LEVEL,
 	.max_level = ISAL_DEF_MAX_LEVEL,
-	.default_level = 2, /* level 1: ~7% larger than pgzip; 2 is as fast */
+	/* make bench, 1 GB: level 2 wrote 1.053x skopeo's bytes, level 3
+	 * 1.037x at 17% more CPU, still 3.4x faster than skopeo. */
+	.default_level = 3,
 	.block_size = 128 * 1024,
 	.history = 1,
 	.open = isal_open_warm,

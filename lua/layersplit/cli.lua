@@ -35,7 +35,7 @@ options:
                       larger files; where built in)
   --level N           compression level: libdeflate 1-12 (default 6; 12 is
                       the smallest and slowest), zlib 1-9 (default 6), isal
-                      0-3 (default 2)
+                      0-3 (default 3)
   -j, --jobs N        compression threads (default: online CPUs)
   --v2metadata DIR    docker's v2metadata-by-diffid directory: keep the
                       registry digests it records (a record whose Digest is
