@@ -28,11 +28,12 @@ options:
   --set KEY=VALUE     a setting for the policy (repeatable); a key the
                       policy does not declare is a usage error, and
                       --policy NAME --help lists the ones it takes
-  --engine NAME       compression engine: libdeflate (the default: about
-                      twice pigz's speed, smaller files; its bytes change
-                      with libdeflate's version), zlib (pigz's bytes, for
-                      reproducing zlib-family output) or isal (fastest,
-                      larger files; where built in)
+  --engine NAME       compression engine: libdeflate (the default: half
+                      pigz -6's CPU, slightly smaller files; its bytes
+                      change with libdeflate's version), zlib (the zlib
+                      library's deflate, as pigz and gzip use: their sizes
+                      and speed) or isal (fastest, files ~9% larger than
+                      zlib's; where built in)
   --level N           compression level: libdeflate 1-12 (default 6; 12 is
                       the smallest and slowest), zlib 1-9 (default 6), isal
                       0-3 (default 3)
