@@ -2,9 +2,10 @@
  * libarchive does not tell: a PAX header whose path or linkpath holds a NUL
  * byte (libarchive cuts the name there, so "a\0b" would read as "a").
  *
- * It follows tar headers and skips entry data by their sizes; on input that
- * is not a plain tar (compressed, or a header it cannot read) it stops
- * watching, so it never rejects what it does not understand. */
+ * A tar reader feeds it the decompressed stream (reader.c's two-handle
+ * input).  It follows tar headers and skips entry data by their sizes; on
+ * input that is not a plain tar (a header it cannot read) it stops watching,
+ * so it never rejects what it does not understand. */
 #ifndef LS_PAXSCAN_H
 #define LS_PAXSCAN_H
 

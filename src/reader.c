@@ -93,7 +93,8 @@ static la_ssize_t fd_read(struct archive *a, void *ud, const void **buf)
 	if (n < 0)
 		return cb_fail(a, r, LS_EIO, "%s: %s", r->name, strerror(errno));
 	r->bytes_in += n;
-	ls_paxscan_feed(&r->scan, r->buf, (size_t)n);
+	if (r->dec == NULL)
+		ls_paxscan_feed(&r->scan, r->buf, (size_t)n);
 	*buf = r->buf;
 	return n;
 }
@@ -108,7 +109,8 @@ static la_ssize_t mem_read(struct archive *a, void *ud, const void **buf)
 	if (n > READ_BUF_SIZE)
 		n = READ_BUF_SIZE;
 	*buf = r->mem + r->mem_pos;
-	ls_paxscan_feed(&r->scan, *buf, n);
+	if (r->dec == NULL)
+		ls_paxscan_feed(&r->scan, *buf, n);
 	r->mem_pos += n;
 	r->bytes_in += n;
 	return (la_ssize_t)n;
@@ -264,7 +266,8 @@ static la_ssize_t nested_read(struct archive *a, void *ud, const void **buf)
 	if (write_tees(r, p, n) != 0)
 		return cb_fail(a, r, NULL, NULL);
 	r->bytes_in += n;
-	ls_paxscan_feed(&r->scan, p, n);
+	if (r->dec == NULL)
+		ls_paxscan_feed(&r->scan, p, n);
 	*buf = p;
 	return (la_ssize_t)n;
 }
@@ -303,6 +306,9 @@ int ls_reader_close(struct reader *r, int drain)
 	if (r->a != NULL)
 		archive_read_free(r->a);
 	r->a = NULL;
+	if (r->dec != NULL)
+		archive_read_free(r->dec);
+	r->dec = NULL;
 	if (r->parent != NULL) {
 		if (drain && r->tee_failed)
 			rc = -1; /* the tees cannot see the whole entry any more */
@@ -340,40 +346,106 @@ static int enable_filters(struct archive *a)
 	return ARCHIVE_OK;
 }
 
+/* A tar reader reads through two libarchive handles: r->dec undoes any
+ * compression (the filters and the raw format, on the file, memory or parent
+ * callback), and r->a reads the tar with no filters from r->dec's data blocks,
+ * handed on without a copy.  So the PAX watch sees the tar itself, whatever
+ * compression is around it. */
+static la_ssize_t dec_read(struct archive *a, void *ud, const void **buf)
+{
+	struct reader *r = ud;
+	la_int64_t off;
+	size_t len = 0;
+	int rc = ARCHIVE_OK;
+
+	while (!r->dec_eof && len == 0) {
+		rc = archive_read_data_block(r->dec, buf, &len, &off);
+		if (rc == ARCHIVE_EOF)
+			r->dec_eof = 1;
+		else if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN)
+			break;
+	}
+	if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN && rc != ARCHIVE_EOF) {
+		const char *msg = archive_error_string(r->dec);
+
+		if (r->err_class != NULL) /* the input's own failure, kept by its callback */
+			return cb_fail(a, r, NULL, NULL);
+		return cb_fail(a, r, LS_EARCHIVE, "%s: %s", r->in_entry ? r->path : r->name,
+			       msg ? msg : "unknown archive error");
+	}
+	if (r->dec_eof)
+		return 0;
+	ls_paxscan_feed(&r->scan, *buf, len);
+	return (la_ssize_t)len;
+}
+
+/* A new libarchive handle in *h: the filters, "empty", and raw or tar. */
+static int new_handle(struct reader *r, struct archive **h, int filters, int raw)
+{
+	int rc;
+
+	*h = archive_read_new();
+	if (*h == NULL) {
+		set_err(r, LS_EIO, "%s", strerror(ENOMEM));
+		return ARCHIVE_FATAL;
+	}
+	rc = filters ? enable_filters(*h) : ARCHIVE_OK;
+	if (rc == ARCHIVE_OK)
+		rc = archive_read_support_format_empty(*h);
+	if (rc == ARCHIVE_OK)
+		rc = raw ? archive_read_support_format_raw(*h)
+			 : archive_read_support_format_tar(*h);
+	return rc;
+}
+
+/* ls_reader_start failed on handle h: keep the cause, close r. */
+static int start_failed(struct reader *r, struct archive *h)
+{
+	const char *msg = h != NULL ? archive_error_string(h) : NULL;
+
+	if (r->err_class == NULL)
+		set_err(r, LS_EARCHIVE, "%s: %s", r->name, msg ? msg : "unknown archive error");
+	r->broken = 1;
+	ls_reader_close(r, 1);
+	return -1;
+}
+
 int ls_reader_start(struct reader *r, int raw)
 {
 	archive_read_callback *cb = r->parent != NULL ? nested_read
 				    : r->mem != NULL ? mem_read : fd_read;
+	struct archive **filtered = raw ? &r->a : &r->dec;
+	struct archive_entry *e;
 	int rc;
 
-	r->a = archive_read_new();
-	if (r->a == NULL) {
-		ls_reader_close(r, 0);
-		set_err(r, LS_EIO, "%s", strerror(ENOMEM));
-		return -1;
+	rc = new_handle(r, filtered, 1, 1);
+	if (rc == ARCHIVE_OK)
+		rc = archive_read_open(*filtered, r, NULL, cb, NULL);
+	if (rc == ARCHIVE_OK && !raw) {
+		rc = archive_read_next_header(r->dec, &e);
+		if (rc == ARCHIVE_EOF) /* an empty input: "empty" took it */
+			r->dec_eof = 1;
+		if (rc == ARCHIVE_EOF || rc == ARCHIVE_WARN)
+			rc = ARCHIVE_OK;
 	}
-	rc = enable_filters(r->a);
-	if (rc == ARCHIVE_OK)
-		rc = archive_read_support_format_empty(r->a);
-	if (rc == ARCHIVE_OK)
-		rc = raw ? archive_read_support_format_raw(r->a)
-			 : archive_read_support_format_tar(r->a);
-	if (rc == ARCHIVE_OK)
-		rc = archive_read_open(r->a, r, NULL, cb, NULL);
-	if (rc != ARCHIVE_OK || r->err_class != NULL) {
-		ls_reader_archive_err(r, ARCHIVE_FATAL, r->name);
-		ls_reader_close(r, 1);
-		return -1;
-	}
+	if (rc != ARCHIVE_OK || r->err_class != NULL)
+		return start_failed(r, *filtered);
 	r->raw = raw;
 	/* A blob inside an archive: one compression layer at most, never
 	 * gzip inside zstd and the like (the filters besides "none"). */
-	if (r->parent != NULL && archive_filter_count(r->a) > 2) {
+	if (r->parent != NULL && archive_filter_count(*filtered) > 2) {
 		set_err(r, LS_EARCHIVE, "%s: nested compression (%s inside %s)", r->name,
-			archive_filter_name(r->a, 0),
-			archive_filter_name(r->a, archive_filter_count(r->a) - 2));
+			archive_filter_name(*filtered, 0),
+			archive_filter_name(*filtered, archive_filter_count(*filtered) - 2));
 		ls_reader_close(r, 1);
 		return -1;
+	}
+	if (!raw) {
+		rc = new_handle(r, &r->a, 0, 0);
+		if (rc == ARCHIVE_OK)
+			rc = archive_read_open(r->a, r, NULL, dec_read, NULL);
+		if (rc != ARCHIVE_OK || r->err_class != NULL)
+			return start_failed(r, r->a);
 	}
 	return 0;
 }

@@ -17,6 +17,8 @@ struct archive;
 
 struct reader {
 	struct archive *a;
+	struct archive *dec;		/* tar: the input, decompressed (raw format) */
+	int dec_eof;			/* r->dec has no more data */
 	int closed;
 	int fd, own_fd;
 	const char *name;		/* for I/O messages; kept alive by UV_SOURCE */
@@ -56,8 +58,9 @@ struct reader {
 };
 
 /* Opens r's libarchive handle on its input: the parent's current entry if
- * r->parent is set (teed to r->tees), else r->mem, else r->fd.  Format
- * detection happens here, so garbage fails here.  0, or -1 with r closed
+ * r->parent is set (teed to r->tees), else r->mem, else r->fd; a tar reader
+ * reads it through r->dec, which undoes the compression.  Format detection
+ * happens here, so garbage fails here.  0, or -1 with r closed
  * and the failure in r; a nested reader that fails still feeds the whole
  * entry to its tees, if it can. */
 int ls_reader_start(struct reader *r, int raw);

@@ -387,15 +387,78 @@ def test_max_memory_out_of_range_is_a_usage_error(tmp):
         assert os.listdir(tmp) == [], os.listdir(tmp)
 
 
+def _nul_layer():
+    """A layer tar whose second entry's PAX path goes on after a NUL byte."""
+    inner = fixtures_hostile.info("srv/file", size=3)
+    inner.pax_headers = {"path": "srv/file\0.hidden"}
+    return fixtures_hostile.raw_tar([(fixtures_hostile.info("srv/", fixtures_hostile.tarfile.DIRTYPE), None),
+                                     (inner, b"abc")])
+
+
+def _nul_listed_layer_archive():
+    import tarkit
+    layer = _nul_layer()
+    return tarkit.legacy_archive([{"tags": ["example.com/nul:1"], "config": tarkit.config_for([layer]),
+                                   "layers": [(tarkit.pick_id("nul/1"), layer)]}])
+
+
 def test_pax_path_with_nul_inside_a_listed_layer(tmp):
     """files-list reads each layer's own tar: a PAX path with a NUL byte in
     it there is rejected too, not listed cut short."""
-    import tarkit
-    inner = fixtures_hostile.info("srv/file", size=3)
-    inner.pax_headers = {"path": "srv/file\0.hidden"}
-    layer = fixtures_hostile.raw_tar([(fixtures_hostile.info("srv/", fixtures_hostile.tarfile.DIRTYPE), None),
-                                      (inner, b"abc")])
     archive = tmp / "a.tar"
-    archive.write_bytes(tarkit.legacy_archive([{"tags": ["example.com/nul:1"], "config": tarkit.config_for([layer]),
-                                                "layers": [(tarkit.pick_id("nul/1"), layer)]}]))
+    archive.write_bytes(_nul_listed_layer_archive())
     assert_rejected(tmp, archive, ["NUL byte"], options=["--policy", "files-list"])
+
+
+def test_pax_path_with_nul_inside_a_listed_compressed_layer_blob(tmp):
+    """The same layer as a gzip blob (read as a tar by the reader that
+    decompresses it) and as a zstd blob, in a docker >= 25 layout."""
+    import tarkit
+    layer = _nul_layer()
+    for kind in ("gzip", "zstd"):
+        blob = fixtures_hostile.compressed(kind, layer)
+        config = tarkit.config_for([layer])
+        manifest = tarkit.oci_manifest(config, [(fixtures_hostile.PLAIN + "+" + kind, blob)])
+        index = {"schemaVersion": 2, "manifests": [tarkit.descriptor(fixtures_hostile.MANIFEST, manifest)]}
+        section = [{"Config": "blobs/sha256/" + tarkit.sha256(config), "RepoTags": ["example.com/nul:1"],
+                    "Layers": ["blobs/sha256/" + tarkit.sha256(blob)]}]
+        sub = tmp / kind
+        sub.mkdir()
+        (sub / "a.tar").write_bytes(fixtures_hostile.oci([blob, config, manifest], index, manifest=section))
+        assert_rejected(sub, sub / "a.tar", ["NUL byte"], options=["--policy", "files-list"])
+
+
+# The NUL cases above inside an outer compression (`docker save | gzip`): the
+# PAX watch reads the decompressed tar, so each is rejected the same way.
+OUTER = {"gzip": "gz", "zstd": "zst", "xz": "xz", "bzip2": "bz2"}
+
+
+def _outer_nul(name, kind, make, options):
+    def test(tmp):
+        archive = tmp / ("a.tar." + OUTER[kind])
+        archive.write_bytes(fixtures_hostile.compressed(kind, make()))
+        assert_rejected(tmp, archive, ["NUL byte"], options=options)
+    test.__name__ = test.__qualname__ = "test_%s_under_outer_%s" % (name, kind)
+    test.__doc__ = "%s, the archive piped through %s: rejected from a file and a pipe" % (name, kind)
+    test.__module__ = __name__
+    test.order = next(_order)
+    globals()[test.__name__] = test
+
+
+for _kind in OUTER:
+    _outer_nul("pax_path_with_nul", _kind, lambda: hostile("pax_path_with_nul.tar").read_bytes(), [])
+    _outer_nul("pax_linkpath_with_nul", _kind, lambda: hostile("pax_linkpath_with_nul.tar").read_bytes(), [])
+    _outer_nul("pax_path_with_nul_inside_a_listed_layer", _kind, _nul_listed_layer_archive,
+               ["--policy", "files-list"])
+
+
+def test_pax_headers_under_every_outer_compression_split(tmp):
+    """A valid archive with PAX headers (a 200-character layer directory),
+    piped through each compression: split as the contract says."""
+    data = hostile("ok_long_layer_dir_pax.tar").read_bytes()
+    for kind, ext in OUTER.items():
+        sub = tmp / kind
+        sub.mkdir()
+        archive = sub / ("a.tar." + ext)
+        archive.write_bytes(fixtures_hostile.compressed(kind, data))
+        accepted(sub, archive)
