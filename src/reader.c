@@ -140,6 +140,13 @@ int ls_reader_view(struct reader *r, const void **p, size_t *n)
 	int rc;
 
 	for (;;) {
+		if (r->blk_off > r->pos && r->parent == NULL) {
+			/* A hole in an entry of the archive itself is data it does not
+			 * hold, marked sparse or not: never expanded. */
+			set_err(r, LS_EARCHIVE, "%s: sparse data (a hole of %lld bytes the archive does not hold)",
+				r->path, (long long)(r->blk_off - r->pos));
+			return -1;
+		}
 		if (r->blk_off > r->pos) {
 			uint64_t hole = (uint64_t)(r->blk_off - r->pos);
 

@@ -178,16 +178,18 @@ def shared_fanout(base, fan, depth):
     return oci(blobs, {"schemaVersion": 2, "manifests": [desc]})
 
 
-def sparse_layer(base, hole=1 << 40):
+def sparse_layer(base, hole=1 << 40, size=None):
     """base with its second layer.tar a PAX (GNU 0.1) sparse entry: 512 bytes
-    stored at the end of a `hole`-byte file."""
+    stored at the end of a `hole`-byte file (a GNU.sparse.size of `size`,
+    when given: smaller than the map says, so libarchive does not flag the
+    entry as sparse, yet still expands its hole)."""
     ents = base.entries()
     lb = base.b + "/layer.tar"
     pairs = []
     for i, d in as_tarinfo(ents):
         if i.name == lb:
             i = info(lb, size=512)
-            i.pax_headers = {"GNU.sparse.size": str(hole),
+            i.pax_headers = {"GNU.sparse.size": str(hole if size is None else size),
                              "GNU.sparse.map": "%d,512" % (hole - 512)}
             d = bytes(512)
         pairs.append((i, d))
@@ -321,6 +323,9 @@ def build_cases():
 
     # A sparse layer entry: a 1 TiB hole in a few KB.
     files["sparse_layer_entry.tar"] = sparse_layer(base)
+    # The same hole behind a map that ends past the entry's size: not flagged
+    # sparse by libarchive, which expands the hole all the same.
+    files["sparse_map_past_size.tar"] = sparse_layer(base, size=(1 << 40) - 1000000)
 
     # Names spelled two ways for one entry.
     files["duplicate_entry_double_slash.tar"] = tarkit.tar_bytes(ents + [Entry(b + "//layer.tar", "file", base.l1)])
