@@ -270,24 +270,33 @@ static int m_tostring(lua_State *L)
 	return 1;
 }
 
+/* Sets url on a new CURLU, then part (CURLUPART_URL resolves a relative
+ * reference against it) with flags, and pushes the resulting URL; nil,
+ * "<url>: <why>", "io" when libcurl refuses. */
+static int push_url_edit(lua_State *L, const char *url, CURLUPart part, const char *value,
+			 unsigned int flags)
+{
+	CURLU *u = curl_url();
+	char *out = NULL;
+	CURLUcode rc = CURLUE_OUT_OF_MEMORY;
+
+	if (u != NULL && (rc = curl_url_set(u, CURLUPART_URL, url, 0)) == CURLUE_OK &&
+	    (rc = curl_url_set(u, part, value, flags)) == CURLUE_OK)
+		rc = curl_url_get(u, CURLUPART_URL, &out, 0);
+	curl_url_cleanup(u);
+	if (rc != CURLUE_OK)
+		return ls_fail(L, LS_EIO, "%s: %s", part == CURLUPART_URL ? value : url,
+			       curl_url_strerror(rc));
+	lua_pushstring(L, out);
+	curl_free(out);
+	return 1;
+}
+
 /* registry.resolve(base, reference): reference (absolute, or relative as a
  * Location header may be) resolved against base. */
 static int l_resolve(lua_State *L)
 {
-	const char *base = luaL_checkstring(L, 1), *ref = luaL_checkstring(L, 2);
-	CURLU *u = curl_url();
-	char *abs = NULL;
-	CURLUcode rc = CURLUE_OUT_OF_MEMORY;
-
-	if (u != NULL && (rc = curl_url_set(u, CURLUPART_URL, base, 0)) == CURLUE_OK &&
-	    (rc = curl_url_set(u, CURLUPART_URL, ref, 0)) == CURLUE_OK)
-		rc = curl_url_get(u, CURLUPART_URL, &abs, 0);
-	curl_url_cleanup(u);
-	if (rc != CURLUE_OK)
-		return ls_fail(L, LS_EIO, "%s: %s", ref, curl_url_strerror(rc));
-	lua_pushstring(L, abs);
-	curl_free(abs);
-	return 1;
+	return push_url_edit(L, luaL_checkstring(L, 1), CURLUPART_URL, luaL_checkstring(L, 2), 0);
 }
 
 /* registry.add_query(url, key, value): url with key=value (value
@@ -297,20 +306,8 @@ static int l_add_query(lua_State *L)
 	const char *url = luaL_checkstring(L, 1);
 	const char *part = lua_pushfstring(L, "%s=%s", luaL_checkstring(L, 2),
 					   luaL_checkstring(L, 3));
-	CURLU *u = curl_url();
-	char *out = NULL;
-	CURLUcode rc = CURLUE_OUT_OF_MEMORY;
 
-	if (u != NULL && (rc = curl_url_set(u, CURLUPART_URL, url, 0)) == CURLUE_OK &&
-	    (rc = curl_url_set(u, CURLUPART_QUERY, part,
-			       CURLU_APPENDQUERY | CURLU_URLENCODE)) == CURLUE_OK)
-		rc = curl_url_get(u, CURLUPART_URL, &out, 0);
-	curl_url_cleanup(u);
-	if (rc != CURLUE_OK)
-		return ls_fail(L, LS_EIO, "%s: %s", url, curl_url_strerror(rc));
-	lua_pushstring(L, out);
-	curl_free(out);
-	return 1;
+	return push_url_edit(L, url, CURLUPART_QUERY, part, CURLU_APPENDQUERY | CURLU_URLENCODE);
 }
 
 /* registry.base64(s): s in base64, for Basic credentials. */
