@@ -92,7 +92,7 @@ def case_index_images(d):
 def case_sparse_hole(d):
     """A sparse layer entry with a 1 TiB hole."""
     (d / "a.tar").write_bytes(fh.sparse_layer(fh.Base()))
-    return d / "a.tar", [], 1, "sparse entry"
+    return d / "a.tar", [], 1, "sparse"
 
 
 def case_gzip_ratio(d):
