@@ -488,6 +488,14 @@ def test_proxy_holds_an_upload_while_the_registry_is_killed(tmp):
         try:
             assert proxy.wait("hold", timeout=10), proxy.events
             assert reg.count("PATCH") == 0 and len(reg.upload_dirs()) == 1
+            # the registry has stored part of the body: its session's size is
+            # no longer the one the Location's state names (on a busy machine
+            # the bytes can still sit in the socket when the hold begins)
+            data = reg.data / "docker/registry/v2/repositories" / reg.upload_dirs()[0] / "data"
+            deadline = time.monotonic() + 10
+            while not (data.exists() and data.stat().st_size > 0) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert data.exists() and data.stat().st_size > 0, "the registry stored none of the body"
             reg.kill()
         finally:
             proxy.release()
