@@ -97,6 +97,12 @@ def wait_quiet(limit):
             return load
 
 
+def process_cpu(pid):
+    """User + system CPU seconds process pid has used so far."""
+    fields = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def spawn(argv, stdout=None, pipe_from=None, rss_file=None):
     """Runs argv to completion (stdin: `cat pipe_from` through a pipe, or
     nothing; stdout: a file path, or nothing); returns (wall seconds, peak
@@ -228,6 +234,15 @@ class PushMeasure(Measure):
 
     host = None
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.server_cpus = []   # the registry's CPU seconds, per run
+
+    @property
+    def server_cpu(self):
+        """The registry's CPU seconds during the best run."""
+        return self.server_cpus[self.walls.index(self.best)]
+
     def argvs(self, out):
         return [([a.replace("{REG}", self.host or "REGISTRY") for a in argv], stdout, pipe)
                 for argv, stdout, pipe in super().argvs(out)]
@@ -239,7 +254,13 @@ class PushMeasure(Measure):
         try:
             with Registry(reg_dir) as reg:
                 self.host = reg.host
-                return super().run(work, first)
+                before = process_cpu(reg.pid)
+                wall = super().run(work, first)
+                # the registry works for this row: not "other load"
+                server = process_cpu(reg.pid) - before
+                self.server_cpus.append(server)
+                self.others[-1] = max(0.0, self.others[-1] - server)
+                return wall
         finally:
             self.host = None
             shutil.rmtree(reg_dir, ignore_errors=True)
