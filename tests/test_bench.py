@@ -19,7 +19,7 @@ ROWS = [DEFAULT + " -j 1", DEFAULT + " -j 2", "layersplit --level 9 -j 2", "laye
         "layersplit --engine zlib -j 1", "layersplit --engine zlib -j 2",
         "layersplit --engine isal -j 1", "layersplit --engine isal -j 2",
         "layersplit --engine isal --level 2 -j 2", "pigz -6 -p 1", "pigz -6 -p 2", "pigz -9 -p 2",
-        "igzip -1", "igzip -3", "skopeo copy", "layersplit push --engine isal -j 2",
+        "igzip -1", "igzip -3", "libdeflate-gzip -12 (whole layers)", "skopeo copy", "layersplit push --engine isal -j 2",
         "skopeo copy to a registry", "original (Python, gzip -9)", "sha256sum of the archive",
         "layersplit, 300 empty layers -j 2"]
 NOT_LAYER_FILES = {"layersplit push --engine isal -j 2", "skopeo copy to a registry",
@@ -96,6 +96,13 @@ def test_bench_runs_end_to_end_on_a_tiny_image(tmp):
     assert len(targets) == TARGETS, targets
     for t in targets:
         assert re.match(r"(PASS|FAIL)\b", t[2]), t
+    level12 = next(t for t in targets if t[0].startswith("layersplit --level 12"))
+    assert "libdeflate 12 on each whole layer, no blocks: " in level12[1], level12
+    push = next(t for t in targets if t[0].startswith("push <="))
+    assert re.search(r"CPU: layersplit's own [\d.]+x .* the registry on the same CPUs used [\d.]+ s more",
+                     push[1]), push
+    push_row = next(r for r in rows if r[0] == "layersplit push --engine isal -j 2")
+    assert re.match(r"[\d.]+ \+ [\d.]+ registry$", push_row[5]), push_row
     rss_mib = float(re.search(r"([\d.]+) MiB", targets[-1][1]).group(1))
     assert targets[-1][2].startswith("PASS" if rss_mib <= 64 else "FAIL"), targets[-1]
     correctness = section(text, "Correctness")

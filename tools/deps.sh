@@ -3,7 +3,7 @@
 # when any is missing.  Runs apt-get as root (or through sudo).
 set -e
 PKGS="build-essential pkg-config liblua5.4-dev lua5.4 libarchive-dev zlib1g-dev
-lua-cjson-dev lua-cjson libssl-dev libdeflate-dev libisal-dev isal libedit-dev python3 umoci
+lua-cjson-dev lua-cjson libssl-dev libdeflate-dev libdeflate-tools libisal-dev isal libedit-dev python3 umoci
 skopeo pigz zstd time luarocks clang libclang-rt-14-dev groff-base man-db
 libcurl4-openssl-dev docker-registry apache2-utils openssl util-linux strace"
 missing=""
