@@ -20,10 +20,10 @@ ROWS = [DEFAULT + " -j 1", DEFAULT + " -j 2", "layersplit --level 9 -j 2", "laye
         "layersplit --engine isal -j 1", "layersplit --engine isal -j 2",
         "layersplit --engine isal --level 2 -j 2", "pigz -6 -p 1", "pigz -6 -p 2", "pigz -9 -p 2",
         "igzip -1", "igzip -3", "libdeflate-gzip -12 (whole layers)", "skopeo copy", "layersplit push --engine isal -j 2",
-        "skopeo copy to a registry", "original (Python, gzip -9)", "sha256sum of the archive",
+        "skopeo copy to a registry", "original (Python, gzip -9)", "openssl dgst -sha256 of the archive",
         "layersplit, 300 empty layers -j 2"]
 NOT_LAYER_FILES = {"layersplit push --engine isal -j 2", "skopeo copy to a registry",
-                   "original (Python, gzip -9)", "sha256sum of the archive", "layersplit, 300 empty layers -j 2"}
+                   "original (Python, gzip -9)", "openssl dgst -sha256 of the archive", "layersplit, 300 empty layers -j 2"}
 TARGETS = 9
 
 
