@@ -27,12 +27,12 @@
 #define WAIT_NS (100 * 1000 * 1000) /* how often waits look at ls_interrupted */
 #define SMALL (16 * 1024) /* a slot's first buffer */
 /* The ring holds at least this much input (and two slots per thread, plus
- * two): with small blocks (isal, zlib: 128 KiB) a deeper ring lets the
- * threads ride out each other's scheduling on a busy machine instead of
- * waiting in turn (isal -j 2 from a pipe: 8-12% less wall time than with
- * six slots, bench/results.md); at most twice this in memory, with the
- * compressed copies. */
-#define RING_BYTES (8 * 1024 * 1024)
+ * two).  With isal's 128 KiB blocks, six slots kept the threads waking each
+ * other every block: 16 slots cut isal -j 2's system time from ~2.0 to
+ * ~1.3 s on 1 GB and its wall time by ~12%; 64 slots made zlib -j 1 ~8%
+ * slower (its input had left the cache by the time it was compressed).
+ * libdeflate's 1 MiB blocks keep 2 * threads + 2 slots. */
+#define RING_BYTES (2 * 1024 * 1024)
 
 static void fail(struct ls_gzwrite *gz, const char *class, const char *fmt, ...)
 {
