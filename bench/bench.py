@@ -18,7 +18,8 @@ files (bench/make_image.py), then times, best of BENCH_RUNS runs
   - skopeo copy docker-archive:image.tar oci:DIR (reads the file);
   - pushing into an empty docker-registry on 127.0.0.1 (a new one per run):
     `cat image.tar | layersplit push --engine isal -j N - REG/...` against
-    `skopeo copy docker-archive:image.tar docker://REG/...`;
+    `skopeo copy docker-archive:image.tar docker://REG/...`; the registry's
+    own CPU time is recorded beside the tool's (not as other load);
   - the original algorithm (bench/original.py), on a smaller image
     (BENCH_ORIGINAL_MB), compared by MB/s;
   - sha256 of the archive by `openssl dgst -sha256` (OpenSSL's code, which
