@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import fixtures
-from harness import assert_error, binary, split, with_repo_tags
+from harness import REPO, assert_error, binary, split, with_repo_tags
 from registry import Client, Registry, skopeo_copy_to_oci, skopeo_inspect_config, skopeo_inspect_raw
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -357,6 +357,42 @@ def test_v2metadata_blobs_on_the_same_registry_are_mounted_not_sent(tmp):
     assert [l["digest"] for l in manifest["layers"]] == [pulled[d] for d, _ in layers]
     assert {l["status"] for l in doc["images"][0]["layers"]} == {"mounted"}
     check_layers_by_copy(tmp, "%s/pulled/app:1" % reg.host, layers)
+
+
+@with_registry
+def test_v2metadata_blobs_are_named_only_in_the_registry_that_has_them(tmp):
+    """Two targets (examples/push-mirror.lua): the first registry holds the
+    pulled blobs (--v2metadata), the mirror does not; each manifest names
+    blobs its own registry holds; a pulled blob is looked at once (a HEAD,
+    the mount, a HEAD for its size), not again when the manifest is made."""
+    reg = registry()
+    archive = fixtures.path("podman_dup.tar")
+    (_, config, layers), = file_mode(tmp, archive)
+    out = tmp / ("files-" + archive.name)
+    digests = json.loads((out / "digests.json").read_bytes())[0]
+    client = Client(reg.url)
+    v2 = tmp / "v2metadata"
+    v2.mkdir()
+    pulled = {}
+    for diff_id, _ in layers:
+        tar = gzip.decompress((out / (digests[diff_id]["layer_id"] + ".tar.gz")).read_bytes())
+        pulled[diff_id] = client.upload_blob("pulled/base", gzip.compress(tar, 9, mtime=0))
+        (v2 / diff_id[7:]).write_text(json.dumps([{"Digest": pulled[diff_id],
+                                                   "SourceRepository": reg.host + "/pulled/base", "HMAC": ""}]))
+    mark = len(reg.requests())
+    with Registry(tmp) as mirror:
+        pushed(tmp, archive, "%s/pulled/app:1" % reg.host, "--v2metadata", v2,
+               "--policy", REPO / "examples" / "push-mirror.lua", "--set", "mirror=%s/mirror/app" % mirror.host)
+        heads = [r.path for r in reg.requests()[mark:] if r.method == "HEAD"]
+        for r, repo in ((reg, "pulled/app"), (mirror, "mirror/app")):
+            manifest = json.loads(skopeo_inspect_raw("%s/%s:1" % (r.host, repo)))
+            for layer in manifest["layers"]:
+                assert Client(r.url).head_blob(repo, layer["digest"]).status == 200, (r.host, layer)
+            check_layers_by_copy(tmp, "%s/%s:1" % (r.host, repo), layers)
+        first = json.loads(skopeo_inspect_raw("%s/pulled/app:1" % reg.host))
+        assert [l["digest"] for l in first["layers"]] == [pulled[d] for d, _ in layers]
+    for d in set(pulled.values()):
+        assert sum(path.endswith("/pulled/app/blobs/" + d) for path in heads) == 2, heads
 
 
 @with_registry

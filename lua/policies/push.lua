@@ -136,24 +136,31 @@ local function v2_source(ctx, c, diff_id)
 end
 
 -- The registry's own blob for a layer (--v2metadata): HEAD or mount it into
--- repository; {digest=, size=, how=} when it is there, else nil.
+-- repository; {digest=, size=, how=} when it is there, else nil.  Asked once
+-- per repository and layer: the answer is kept for the rest of the run.
 local function pulled_blob(ctx, c, repository, diff_id)
-	local d, source = v2_source(ctx, c, diff_id)
-	if not d then
-		return nil
+	local key = c.host .. "/" .. repository .. "@" .. tostring(diff_id)
+	ctx.pulled = ctx.pulled or {}
+	local kept = ctx.pulled[key]
+	if kept ~= nil then
+		return kept or nil
 	end
-	local how = known(ctx, c, repository, d)
-	if not how then
-		if c:head_blob(repository, d) then
+	local d, source = v2_source(ctx, c, diff_id)
+	local how, size = d and known(ctx, c, repository, d), nil
+	if d and not how then
+		size = c:head_blob(repository, d)
+		if size then
 			how = "skipped"
 		elseif c:mount(repository, d, source) then
 			how = "mounted"
-		else
-			return nil
 		end
-		note(ctx, c, repository, d, how)
+		if how then
+			note(ctx, c, repository, d, how)
+		end
 	end
-	return {digest = d, size = c:head_blob(repository, d), how = how}
+	kept = how and {digest = d, size = size or c:head_blob(repository, d), how = how} or false
+	ctx.pulled[key] = kept
+	return kept or nil
 end
 
 -- store.on_layer: decides, before the layer streams past, whether to send
@@ -213,7 +220,7 @@ function push.setup(ctx, settings)
 	if not push.media_types[ctx.format] then
 		raise("usage", "--format " .. ctx.format, "expected docker or oci")
 	end
-	ctx.blobs, ctx.uploads, ctx.pushed = {}, {}, json.array()
+	ctx.blobs, ctx.uploads, ctx.pushed, ctx.pulled = {}, {}, json.array(), {}
 	ctx.cache = blobcache.open(o.cache)
 	ctx.client = push.connect(ctx, ctx.dest)
 	launchpad.setup(ctx, settings)
@@ -333,12 +340,14 @@ function push.targets(ctx, images)
 	return targets
 end
 
--- An image's manifest: bytes and media type.
-function push.manifest(ctx, img)
+-- An image's manifest: bytes and media type.  pulled (default img.pulled):
+-- the target registry's own blobs of the layers, by layer index.
+function push.manifest(ctx, img, pulled_list)
 	local types = push.media_types[ctx.format]
 	local layers = json.array()
+	pulled_list = pulled_list or img.pulled
 	for i, record in ipairs(img.records) do
-		local pulled = img.pulled and img.pulled[i]
+		local pulled = pulled_list and pulled_list[i]
 		layers[i] = {mediaType = types.layer, digest = pulled and pulled.digest or "sha256:" .. record.digest,
 			size = pulled and pulled.size or record.out_size}
 	end
@@ -381,13 +390,16 @@ function push.finish(ctx)
 	-- Every blob first; manifests only once all are there.
 	local report, layer_status = json.array(), {}
 	for _, t in ipairs(targets) do
+		t.pulled = {}
 		for _, img in ipairs(t.images) do
-			img.pulled = img.pulled or {}
+			-- per target: another registry has its own blobs, or none
+			t.pulled[img] = {}
+			img.pulled = img.pulled or t.pulled[img] -- the first target's, for the report
 			for i, record in ipairs(img.records) do
 				local pulled = pulled_blob(ctx, t.client, t.repository, record.diff_id)
 				if pulled then
-					-- the registry's own blob of the layer goes in the manifest
-					img.pulled[i] = pulled
+					-- the registry's own blob of the layer goes in its manifest
+					t.pulled[img][i] = pulled
 					layer_status[record] = layer_status[record] or pulled.how
 				else
 					local d = "sha256:" .. record.digest
@@ -404,7 +416,7 @@ function push.finish(ctx)
 	for _, t in ipairs(targets) do
 		local manifests = json.array()
 		for _, img in ipairs(t.images) do
-			local bytes, media_type = push.manifest(ctx, img)
+			local bytes, media_type = push.manifest(ctx, img, t.pulled[img])
 			local d = "sha256:" .. digest.sha256_hex(bytes)
 			if #t.images > 1 then
 				t.client:put_manifest(t.repository, d, bytes, media_type, d)
