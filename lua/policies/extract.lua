@@ -229,22 +229,27 @@ local function place(ctx, layer, state, name, size, make)
 		x.files, x.bytes = x.files - 1, x.bytes - old
 		check(x.tree:remove(rel))
 		state.size_of[name] = nil
-		for i, n in ipairs(state.files) do
-			if n == name then
-				table.remove(state.files, i)
-				break
-			end
-		end
 	end
 	count(ctx, layer, size)
 	local ok, err, class = make(rel)
 	if ok == nil and class == "entry" then
 		x.files, x.bytes = x.files - 1, x.bytes - size
+		if old then
+			-- the earlier file is gone too (rare: one scan of the list)
+			for i, n in ipairs(state.files) do
+				if n == name then
+					table.remove(state.files, i)
+					break
+				end
+			end
+		end
 		refuse(ctx, layer, state, name, err:sub(#rel + 3))
 		return
 	end
 	check(ok, err, class)
-	state.files[#state.files + 1] = name
+	if not old then -- a name replaced keeps its place in the list
+		state.files[#state.files + 1] = name
+	end
 	state.size_of[name] = size
 end
 
