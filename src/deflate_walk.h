@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Decoding tables (256 KiB), kept by the caller between calls. */
+/* Decoding tables (128 KiB), kept by the caller between calls. */
 struct ls_walk_tables {
 	uint16_t lit[1 << 15], dist[1 << 15];
 };

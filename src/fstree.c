@@ -20,6 +20,7 @@
 #include "fswriter.h"
 #include "path.h"
 #include "sink.h"
+#include "tree.h"
 
 #define TREE_MT "layersplit.fs.tree"
 #define DIR_MT "layersplit.fs.dir"
@@ -305,7 +306,7 @@ static int remove_at(lua_State *L, int root, const char *name, size_t len)
 			return lua_pushboolean(L, 1), 1;
 		return ls_fs_fail_errno(L, name, errno);
 	}
-	r = ls_remove_tree(dir, last);
+	r = ls_tree_remove(dir, last);
 	err = errno;
 	(void)close(dir); /* an O_PATH fd */
 	if (r != 0)

@@ -24,7 +24,6 @@
 #include "gzwrite.h"
 #include "sink.h"
 
-#define WAIT_NS (100 * 1000 * 1000) /* how often waits look at ls_interrupted */
 #define SMALL (16 * 1024) /* a slot's first buffer */
 /* The ring holds at least this much input (and two slots per thread, plus
  * two).  With isal's 128 KiB blocks, six slots kept the threads waking each
@@ -43,24 +42,6 @@ static void fail(struct ls_gzwrite *gz, const char *class, const char *fmt, ...)
 	ls_gzpool_vfail_locked(gz, class, fmt, ap);
 	va_end(ap);
 	pthread_mutex_unlock(&gz->mu);
-}
-
-/* Waits on cv for at most WAIT_NS, so the caller notices signals. */
-static void timed_wait(struct ls_gzwrite *gz, pthread_cond_t *cv)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
-		pthread_cond_wait(cv, &gz->mu);
-		return;
-	}
-	ts.tv_nsec += WAIT_NS;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	/* ETIMEDOUT is the point of the timeout; the caller rechecks anyway. */
-	(void)pthread_cond_timedwait(cv, &gz->mu, &ts);
 }
 
 /* Kept from one writer to the next: an engine state, for the layers of a
@@ -162,7 +143,7 @@ static int acquire(struct ls_gzwrite *gz)
 			ls_gzpool_fail_locked(gz, LS_ESIGNAL, "%s: interrupted", gz->path);
 		if (atomic_load(&gz->failed) || s->state == SLOT_FREE)
 			break;
-		timed_wait(gz, &gz->free_cv);
+		ls_cond_tick(&gz->free_cv, &gz->mu);
 	}
 	if (atomic_load(&gz->failed)) {
 		pthread_mutex_unlock(&gz->mu);
@@ -339,7 +320,7 @@ int ls_gzwrite_finish(struct ls_gzwrite *gz, struct ls_gzwrite_result *r)
 			ls_gzpool_fail_locked(gz, LS_ESIGNAL, "%s: interrupted", gz->path);
 		if (gz->finished || atomic_load(&gz->failed))
 			break;
-		timed_wait(gz, &gz->free_cv);
+		ls_cond_tick(&gz->free_cv, &gz->mu);
 	}
 	pthread_mutex_unlock(&gz->mu);
 	ls_gzpool_stop(gz);
@@ -417,7 +398,6 @@ struct ls_gzwrite *ls_gzwrite_open(const char *path, const struct ls_deflate_eng
 				   int level, int threads, char *err, size_t errlen)
 {
 	struct ls_gzwrite *gz = calloc(1, sizeof(*gz));
-	pthread_condattr_t ca;
 	int rc;
 
 	if (gz == NULL || (gz->path = strdup(path)) == NULL) {
@@ -433,16 +413,10 @@ struct ls_gzwrite *ls_gzwrite_open(const char *path, const struct ls_deflate_eng
 		gz->xfl = level == 9 ? 2 : level == 1 ? 4 : 0;
 	else if (eng == &ls_deflate_libdeflate)
 		gz->xfl = level >= 8 ? 2 : level < 2 ? 4 : 0;
-	/* Waits time out on the monotonic clock: a clock step can't stall them. */
-	rc = pthread_condattr_init(&ca);
-	if (rc == 0) {
-		if ((rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)) == 0 &&
-		    (rc = pthread_mutex_init(&gz->mu, NULL)) == 0 &&
-		    (rc = pthread_cond_init(&gz->work_cv, NULL)) == 0 &&
-		    (rc = pthread_cond_init(&gz->done_cv, NULL)) == 0)
-			rc = pthread_cond_init(&gz->free_cv, &ca);
-		(void)pthread_condattr_destroy(&ca);
-	}
+	if ((rc = pthread_mutex_init(&gz->mu, NULL)) == 0 &&
+	    (rc = pthread_cond_init(&gz->work_cv, NULL)) == 0 &&
+	    (rc = pthread_cond_init(&gz->done_cv, NULL)) == 0)
+		rc = ls_cond_init(&gz->free_cv); /* its waits time out: see ls_cond_tick */
 	if (rc != 0) {
 		/* glibc's default mutexes and condvars own nothing to destroy. */
 		snprintf(err, errlen, "%s: %s", path, strerror(rc));

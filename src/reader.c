@@ -93,8 +93,6 @@ static la_ssize_t fd_read(struct archive *a, void *ud, const void **buf)
 	if (n < 0)
 		return cb_fail(a, r, LS_EIO, "%s: %s", r->name, strerror(errno));
 	r->bytes_in += n;
-	if (r->dec == NULL)
-		ls_paxscan_feed(&r->scan, r->buf, (size_t)n);
 	*buf = r->buf;
 	return n;
 }
@@ -109,8 +107,6 @@ static la_ssize_t mem_read(struct archive *a, void *ud, const void **buf)
 	if (n > READ_BUF_SIZE)
 		n = READ_BUF_SIZE;
 	*buf = r->mem + r->mem_pos;
-	if (r->dec == NULL)
-		ls_paxscan_feed(&r->scan, *buf, n);
 	r->mem_pos += n;
 	r->bytes_in += n;
 	return (la_ssize_t)n;
@@ -273,8 +269,6 @@ static la_ssize_t nested_read(struct archive *a, void *ud, const void **buf)
 	if (write_tees(r, p, n) != 0)
 		return cb_fail(a, r, NULL, NULL);
 	r->bytes_in += n;
-	if (r->dec == NULL)
-		ls_paxscan_feed(&r->scan, p, n);
 	*buf = p;
 	return (la_ssize_t)n;
 }

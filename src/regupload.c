@@ -20,7 +20,6 @@
 #include "sink.h"
 
 #define UPLOAD_MT "layersplit.registry.upload"
-#define WAIT_NS (100 * 1000 * 1000)
 
 struct upload {
 	struct ls_sink sink; /* first: the userdata is a sink */
@@ -51,19 +50,6 @@ static time_t now(void)
 	return ts.tv_sec;
 }
 
-static void timed_wait(struct upload *u)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += WAIT_NS;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	(void)pthread_cond_timedwait(&u->cv, &u->mu, &ts);
-}
-
 static int upload_write(struct ls_sink *sink, const void *buf, size_t len)
 {
 	struct upload *u = (struct upload *)sink;
@@ -82,7 +68,7 @@ static int upload_write(struct ls_sink *sink, const void *buf, size_t len)
 		if (u->done || u->abort || u->eof)
 			break; /* the transfer ended: finish() says how */
 		if (u->len == u->cap) {
-			timed_wait(u);
+			ls_cond_tick(&u->cv, &u->mu);
 			continue;
 		}
 		tail = (u->head + u->len) % u->cap;
@@ -126,7 +112,7 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *arg)
 
 	pthread_mutex_lock(&u->mu);
 	while (u->len == 0 && !u->eof && !u->abort && !ls_interrupted)
-		timed_wait(u);
+		ls_cond_tick(&u->cv, &u->mu);
 	if (u->abort || ls_interrupted) {
 		pthread_mutex_unlock(&u->mu);
 		return CURL_READFUNC_ABORT;
@@ -231,7 +217,8 @@ int ls_reg_upload(lua_State *L, struct ls_reg_session *s)
 	u->sink.ops = &upload_ops;
 	u->finished = 1; /* until the thread runs */
 	pthread_mutex_init(&u->mu, NULL);
-	pthread_cond_init(&u->cv, NULL);
+	if ((err = ls_cond_init(&u->cv)) != 0)
+		return ls_fail(L, LS_EIO, "upload: %s", strerror(err));
 	luaL_setmetatable(L, UPLOAD_MT);
 	lua_pushvalue(L, 1);
 	lua_setiuservalue(L, -2, 1); /* the session outlives the upload */

@@ -1,6 +1,7 @@
 /* sink.c: helpers shared by every sink type. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #include <lauxlib.h>
 
@@ -58,4 +59,35 @@ int ls_fail(lua_State *L, const char *class, const char *fmt, ...)
 	va_end(ap);
 	lua_pushstring(L, class);
 	return 3;
+}
+
+int ls_cond_init(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+	int rc = pthread_condattr_init(&ca);
+
+	if (rc != 0)
+		return rc;
+	rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (rc == 0)
+		rc = pthread_cond_init(cv, &ca);
+	(void)pthread_condattr_destroy(&ca);
+	return rc;
+}
+
+void ls_cond_tick(pthread_cond_t *cv, pthread_mutex_t *mu)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+		pthread_cond_wait(cv, mu);
+		return;
+	}
+	ts.tv_nsec += LS_WAIT_NS;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	/* ETIMEDOUT is the point of the timeout; the caller rechecks anyway. */
+	(void)pthread_cond_timedwait(cv, mu, &ts);
 }

@@ -8,6 +8,7 @@
 #ifndef LS_SINK_H
 #define LS_SINK_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <lua.h>
 
@@ -49,6 +50,17 @@ int ls_sinks_write(struct ls_sink **sinks, int n, const void *buf, size_t len,
 /* Set by the signal handler (SIGINT, SIGTERM, SIGHUP, SIGPIPE); every C loop
  * that moves data checks it and stops with class LS_ESIGNAL. */
 extern volatile int ls_interrupted;
+
+/* How long a C loop that waits on a condition variable sleeps at most
+ * before it looks at ls_interrupted again. */
+#define LS_WAIT_NS (100 * 1000 * 1000)
+
+/* Initialises cv so that its timed waits count on the monotonic clock (a
+ * clock step can't stall them).  0 or an errno. */
+int ls_cond_init(pthread_cond_t *cv);
+/* Waits on cv (from ls_cond_init), mu held, for at most LS_WAIT_NS; the
+ * caller rechecks its condition and ls_interrupted. */
+void ls_cond_tick(pthread_cond_t *cv, pthread_mutex_t *mu);
 
 /* Pushes nil, message, class and returns 3: the failure convention. */
 int ls_fail(lua_State *L, const char *class, const char *fmt, ...);

@@ -244,11 +244,6 @@ int ls_stage_dirfd(const char *path)
 	return -1;
 }
 
-int ls_remove_tree(int at, const char *name)
-{
-	return ls_tree_remove(at, name);
-}
-
 /* fs.stage(outdir) -> stage path, {paths of stale stages removed} */
 int ls_fs_stage(lua_State *L)
 {

@@ -25,8 +25,5 @@ int ls_fs_discard(lua_State *L);
 /* An O_PATH fd of the uncommitted stage whose path (as fs.stage returned
  * it) is path, or -1 with errno set (ENOENT: no such stage). */
 int ls_stage_dirfd(const char *path);
-/* Removes name under the directory at and everything below it, never
- * following a symlink.  0, or -1 with errno set; an absent name is 0. */
-int ls_remove_tree(int at, const char *name);
 
 #endif
