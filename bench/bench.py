@@ -5,10 +5,12 @@ Builds (once, cached in bench/cache/: twice BENCH_SIZE_MB on disk, the
 archive and its layer tars) an image archive of about BENCH_SIZE_MB from real
 files (bench/make_image.py), then times, best of BENCH_RUNS runs
 (interleaved):
-  - layersplit, reading the archive from a pipe (`cat image.tar | layersplit
-    - OUT`): the default engine (libdeflate level 6), --engine zlib and
-    --engine isal (its default level, 3) with -j 1 and -j N; libdeflate
-    levels 9 and 12 and isal level 2 with -j N;
+  - layersplit, reading the archive file (`layersplit image.tar OUT`, as
+    skopeo reads it and pigz its layer files): the default engine
+    (libdeflate level 6), --engine zlib and --engine isal (its default
+    level, 2) with -j 1 and -j N; libdeflate levels 9 and 12 and isal
+    level 3 with -j N; and from a pipe (`cat image.tar | layersplit -
+    OUT`, as from `docker save`) the default and isal with -j N;
   - pigz -6 -p 1 and -p N, pigz -9 -p N, igzip -1 and -3 (one thread), each
     on the layer tars one after another: the same bytes layersplit
     compresses;
@@ -394,11 +396,15 @@ def machine(jobs):
             "kernel": platform.release(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
-def layersplit_row(layersplit, name, n, options, engine, level, image_tar, archive_bytes, check):
-    m = Measure(name, n, archive_bytes,
-                [([layersplit, "-q"] + options + ["-j", n, "-", "{OUT}"], None, image_tar)],
+def layersplit_row(layersplit, name, n, options, engine, level, image_tar, archive_bytes, check,
+                   pipe=False):
+    """The archive file as its argument (kind "layersplit"), or through a
+    pipe from cat (kind "layersplit pipe")."""
+    argv = [layersplit, "-q"] + options + ["-j", n, "-" if pipe else image_tar, "{OUT}"]
+    m = Measure(name + (" from a pipe" if pipe else ""), n, archive_bytes,
+                [(argv, None, image_tar if pipe else None)],
                 count=sum_files(".tar.gz"), check=check)
-    m.engine, m.level, m.kind = engine, level, "layersplit"
+    m.engine, m.level, m.kind = engine, level, "layersplit pipe" if pipe else "layersplit"
     return m
 
 
@@ -415,13 +421,18 @@ def build_measures(layersplit, info, image, small_info, small, jobs, many):
             ("layersplit --level 9", ["--level", "9"], "libdeflate", 9, [jobs]),
             ("layersplit --level 12", ["--level", "12"], "libdeflate", 12, [jobs]),
             ("layersplit --engine zlib", ["--engine", "zlib"], "zlib", 6, threads),
-            ("layersplit --engine isal", ["--engine", "isal"], "isal", 3, threads),
-            ("layersplit --engine isal --level 2", ["--engine", "isal", "--level", "2"], "isal", 2,
+            ("layersplit --engine isal", ["--engine", "isal"], "isal", 2, threads),
+            ("layersplit --engine isal --level 3", ["--engine", "isal", "--level", "3"], "isal", 3,
              [jobs])]
     for label, options, engine, level, counts in rows:
         for n in counts:
             measures.append(layersplit_row(layersplit, "%s -j %d" % (label, n), n, options, engine,
                                            level, image_tar, archive_bytes, check))
+    # From a pipe, as `docker save IMAGE | layersplit - OUT` reads: cat's
+    # copies share the CPUs (the push rows read a pipe too).
+    for label, options, engine, level in rows[0][:4], rows[4][:4]:
+        measures.append(layersplit_row(layersplit, "%s -j %d" % (label, jobs), jobs, options, engine,
+                                       level, image_tar, archive_bytes, check, pipe=True))
     for level, counts in ((6, threads), (9, [jobs])):
         for n in counts:
             m = Measure("pigz -%d -p %d" % (level, n), n, layer_bytes,
@@ -454,8 +465,8 @@ def build_measures(layersplit, info, image, small_info, small, jobs, many):
                     [([layersplit, "push", "-q", "--tls-verify=false", "--engine", "isal", "-j", jobs,
                        "--cache", "{OUT}/cache", "--spool", "{OUT}", "-", "{REG}/bench/layersplit:1"],
                       None, image_tar)],
-                    check=PushCheck(check, ("isal", 3), "bench/layersplit"))
-    m.engine, m.level, m.kind = "isal", 3, "push"
+                    check=PushCheck(check, ("isal", 2), "bench/layersplit"))
+    m.engine, m.level, m.kind = "isal", 2, "push"
     measures.append(m)
     m = PushMeasure("skopeo copy to a registry", jobs, archive_bytes,
                     [(["skopeo", "copy", "-q", "--dest-tls-verify=false", "docker-archive:%s" % image_tar,
@@ -483,15 +494,18 @@ def build_measures(layersplit, info, image, small_info, small, jobs, many):
 
 def run_order(measures, jobs):
     """Each layersplit row right before or after its peer (libdeflate and
-    zlib: pigz on the same threads; isal: skopeo): a machine's speed drifts
-    over minutes, so rows compared run close together."""
+    zlib: pigz on the same threads; isal: skopeo; push: skopeo's push and
+    the file mode from a pipe): a machine's speed drifts over minutes, so
+    rows compared run close together."""
     order = []
     for n in sorted({1, jobs}):
-        order += [find(measures, "layersplit", n, "libdeflate"), find(measures, "pigz", n),
+        order += [find(measures, "layersplit", n, "libdeflate", 6), find(measures, "pigz", n, level=6),
                   find(measures, "layersplit", n, "zlib")]
-    order += [find(measures, "layersplit", n, "isal") for n in sorted({1, jobs})]
+    order.append(find(measures, "layersplit pipe", jobs, "libdeflate"))
+    order += [find(measures, "layersplit", n, "isal", 2) for n in sorted({1, jobs})]
     order.append(find(measures, "skopeo"))
-    order += [find(measures, "push"), find(measures, "skopeo push")]
+    order += [find(measures, "layersplit pipe", jobs, "isal"), find(measures, "push"),
+              find(measures, "skopeo push")]
     return order + [m for m in measures if m not in order]
 
 
@@ -550,17 +564,21 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    counted = {m.name: m for m in measures if m.kind == "layersplit"}
+    ours = ("layersplit", "layersplit pipe")
+    counted = {m.name: m for m in measures if m.kind in ours}
     checked = ["%s: every run's files hash to digests.json; on run 1 every layer decompressed "
                "(one gzip member) to its diff_id." % ", ".join(counted)]
-    for key in dict.fromkeys((m.engine, m.level) for m in measures if m.kind == "layersplit"):
+    for key in dict.fromkeys((m.engine, m.level) for m in measures if m.kind in ours):
         names = [m.name for m in measures
-                 if m.kind == "layersplit" and (m.engine, m.level) == key]
+                 if m.kind in ours and (m.engine, m.level) == key]
         if len(names) > 1:
-            checked.append("%s: byte-identical outputs in all %d runs." % (" and ".join(names), runs))
+            checked.append("%s and %s: byte-identical outputs in all %d runs."
+                           % (", ".join(names[:-1]), names[-1], runs))
     pushed = find(measures, "push")
     checked.append("%s: in every run the pushed manifest names the layer digests the file mode "
                    "(--engine isal) wrote." % pushed.name)
+    checked.append("Rows of one engine and level write the same bytes from the file and from a pipe, "
+                   "whatever the thread count (checked on every run).")
     target_rows = targets(measures, jobs, info["archive_bytes"])
     text = report(measures, target_rows, info, small_info, host, versions, runs, image, small, checked)
     results.write_text(text + kept_sections(results, text))

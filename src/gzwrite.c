@@ -26,11 +26,12 @@
 
 #define SMALL (16 * 1024) /* a slot's first buffer */
 /* The ring holds at least this much input (and two slots per thread, plus
- * two).  With isal's 128 KiB blocks, six slots kept the threads waking each
- * other every block: 16 slots cut isal -j 2's system time from ~2.0 to
- * ~1.3 s on 1 GB and its wall time by ~12%; 64 slots made zlib -j 1 ~8%
- * slower (its input had left the cache by the time it was compressed).
- * libdeflate's 1 MiB blocks keep 2 * threads + 2 slots. */
+ * two).  With 128 KiB blocks (zlib's), six slots kept the threads waking
+ * each other every block: 16 slots cut isal -j 2's system time from ~2.0
+ * to ~1.3 s on 1 GB when isal had 128 KiB blocks too, and its wall time by
+ * ~12%; 64 slots made zlib -j 1 ~8% slower (its input had left the cache
+ * by the time it was compressed).  1 MiB blocks (libdeflate's, isal's)
+ * keep 2 * threads + 2 slots. */
 #define RING_BYTES (2 * 1024 * 1024)
 
 static void fail(struct ls_gzwrite *gz, const char *class, const char *fmt, ...)

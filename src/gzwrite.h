@@ -1,8 +1,9 @@
 /* gzwrite.h: the block-parallel gzip file writer behind gzip.writer().
  *
- * Input is cut into 128 KiB blocks; worker threads raw-deflate each block
- * with the previous 32 KiB as dictionary, a writer thread appends them in
- * order to ONE gzip member, so the bytes depend only on engine and level.
+ * Input is cut into blocks of the engine's size; worker threads raw-deflate
+ * each block (with the previous 32 KiB as dictionary, for the engines that
+ * take one), a writer thread appends them in order to ONE gzip member, so
+ * the bytes depend only on engine, level and library version.
  */
 #ifndef LS_GZWRITE_H
 #define LS_GZWRITE_H

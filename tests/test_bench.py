@@ -18,7 +18,8 @@ DEFAULT = "layersplit (libdeflate -6, the default)"
 ROWS = [DEFAULT + " -j 1", DEFAULT + " -j 2", "layersplit --level 9 -j 2", "layersplit --level 12 -j 2",
         "layersplit --engine zlib -j 1", "layersplit --engine zlib -j 2",
         "layersplit --engine isal -j 1", "layersplit --engine isal -j 2",
-        "layersplit --engine isal --level 2 -j 2", "pigz -6 -p 1", "pigz -6 -p 2", "pigz -9 -p 2",
+        "layersplit --engine isal --level 3 -j 2", DEFAULT + " -j 2 from a pipe",
+        "layersplit --engine isal -j 2 from a pipe", "pigz -6 -p 1", "pigz -6 -p 2", "pigz -9 -p 2",
         "igzip -1", "igzip -3", "libdeflate-gzip -12 (whole layers)", "skopeo copy", "layersplit push --engine isal -j 2",
         "skopeo copy to a registry", "original (Python, gzip -9)", "openssl dgst -sha256 of the archive",
         "layersplit, 300 empty layers -j 2"]
@@ -106,9 +107,13 @@ def test_bench_runs_end_to_end_on_a_tiny_image(tmp):
     rss_mib = float(re.search(r"([\d.]+) MiB", targets[-1][1]).group(1))
     assert targets[-1][2].startswith("PASS" if rss_mib <= 64 else "FAIL"), targets[-1]
     correctness = section(text, "Correctness")
-    for name in (DEFAULT, "layersplit --engine zlib", "layersplit --engine isal"):
-        assert "%s -j 1 and %s -j 2: byte-identical" % (name, name) in correctness, correctness
+    for name in (DEFAULT, "layersplit --engine isal"):
+        assert "%s -j 1, %s -j 2 and %s -j 2 from a pipe: byte-identical" % (name, name, name) \
+            in correctness, correctness
+    assert "layersplit --engine zlib -j 1 and layersplit --engine zlib -j 2: byte-identical" in correctness
     commands = section(text, "Commands")
+    assert re.search(r"^\S*layersplit -q -j 2 \S+/5mb/image\.tar OUT$", commands, re.M), commands
+    assert re.search(r"^\S*layersplit -q --engine isal -j 2 \S+/5mb/image\.tar OUT$", commands, re.M), commands
     assert re.search(r"^cat \S+/5mb/image\.tar \| \S*layersplit -q -j 2 - OUT$", commands, re.M), commands
     assert re.search(r"^skopeo copy -q docker-archive:\S+/5mb/image\.tar oci:OUT$", commands, re.M), commands
     assert re.search(r"^cat \S+/5mb/image\.tar \| \S*layersplit push -q --tls-verify=false --engine isal -j 2 "

@@ -98,7 +98,7 @@ def test_json_names_the_engine_level_and_library_versions(tmp):
         c = run_json(fixtures.path(name), tmp / ("out%d" % level), *options)["compression"]
         assert c["level"] == level and c["libraries"] == libraries, c
         assert engine is None or c["engine"] == engine, c
-        assert c["block_size"] == {"zlib": 128 * 1024, "isal": 128 * 1024,
+        assert c["block_size"] == {"zlib": 128 * 1024, "isal": 1024 * 1024,
                                    "libdeflate": 1024 * 1024}[c["engine"]], c
 
 

@@ -32,11 +32,11 @@ options:
                       pigz -6's CPU, slightly smaller files; its bytes
                       change with libdeflate's version), zlib (the zlib
                       library's deflate, as pigz and gzip use: their sizes
-                      and speed) or isal (fastest, files ~9% larger than
+                      and speed) or isal (fastest, files ~10% larger than
                       zlib's; where built in)
   --level N           compression level: libdeflate 1-12 (default 6; 12 is
                       the smallest and slowest), zlib 1-9 (default 6), isal
-                      0-3 (default 3)
+                      0-3 (default 2)
   -j, --jobs N        compression threads (default: online CPUs)
   --v2metadata DIR    docker's v2metadata-by-diffid directory: keep the
                       registry digests it records (a record whose Digest is
