@@ -44,6 +44,7 @@ struct ls_gzinflate {
 	enum phase phase;
 	int magic; /* bytes of the current member's 1f 8b checked so far */
 	uint64_t members, in_size, out_size, padding;
+	uint64_t max_out; /* 0: no limit */
 	unsigned char head[LS_GZINFLATE_HEAD]; /* the first inflated bytes */
 	size_t head_len;
 	unsigned char *out;
@@ -68,6 +69,15 @@ static int emit(struct ls_gzinflate *z, size_t n)
 {
 	if (n == 0)
 		return 0;
+	/* Before the bytes go anywhere: a small blob can inflate a thousandfold. */
+	if (z->max_out > 0 && n > z->max_out - z->out_size) {
+		snprintf(z->errmsg, sizeof(z->errmsg),
+			 "more than %llu bytes of data, the --max-layer-size limit",
+			 (unsigned long long)z->max_out);
+		z->errclass = LS_EARCHIVE;
+		z->failed = 1;
+		return -1;
+	}
 	if (z->head_len < sizeof(z->head)) {
 		size_t k = sizeof(z->head) - z->head_len < n ? sizeof(z->head) - z->head_len : n;
 
@@ -356,6 +366,11 @@ void ls_gzinflate_stats(struct ls_gzinflate *z, uint64_t *members, uint64_t *in_
 	*members = z->members;
 	*in_size = z->in_size;
 	*out_size = z->out_size;
+}
+
+void ls_gzinflate_limit(struct ls_gzinflate *z, uint64_t max_out)
+{
+	z->max_out = max_out;
 }
 
 uint64_t ls_gzinflate_padding(struct ls_gzinflate *z)

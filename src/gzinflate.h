@@ -23,6 +23,9 @@ struct ls_gzinflate *ls_gzinflate_new(struct ls_sink **sinks, int nsinks);
  * downstream sink's own message and class, or LS_EARCHIVE for bad data).
  * Failures are sticky. */
 int ls_gzinflate_write(struct ls_gzinflate *z, const void *buf, size_t len);
+/* Fails the decoder (LS_EARCHIVE) as soon as it would push out more than
+ * max_out inflated bytes in all; 0, the default, for no limit. */
+void ls_gzinflate_limit(struct ls_gzinflate *z, uint64_t max_out);
 /* Checks that the input ended after a complete member.  0 or -1. */
 int ls_gzinflate_finish(struct ls_gzinflate *z);
 const char *ls_gzinflate_error(struct ls_gzinflate *z);

@@ -303,11 +303,23 @@ static int w_tostring(lua_State *L)
 	return 1;
 }
 
+/* gzip.inflater(sink, ..., [opts]): opts.max_size caps the inflated bytes. */
 static int l_inflater(lua_State *L)
 {
 	int n = lua_gettop(L);
+	lua_Integer max_size = 0;
 	struct inflater *i;
 
+	if (n > 0 && lua_type(L, n) == LUA_TTABLE) {
+		if (lua_getfield(L, n, "max_size") != LUA_TNIL) {
+			int isint;
+
+			max_size = lua_tointegerx(L, -1, &isint);
+			luaL_argcheck(L, isint && max_size >= 0, n,
+				      "max_size must be an integer >= 0");
+		}
+		lua_settop(L, --n);
+	}
 	for (int k = 1; k <= n; k++)
 		ls_checksink(L, k);
 	i = lua_newuserdatauv(L, sizeof(*i) + (size_t)n * sizeof(i->sinks[0]), n + 1);
@@ -324,6 +336,7 @@ static int l_inflater(lua_State *L)
 	i->z = ls_gzinflate_new(i->sinks, n);
 	if (i->z == NULL)
 		return ls_fail(L, LS_EIO, "gzip: out of memory");
+	ls_gzinflate_limit(i->z, (uint64_t)max_size);
 	i->closed = 0;
 	return 1;
 }

@@ -534,9 +534,10 @@ def many_index_images(path, count):
     path.write_bytes(gzip.compress(oci([base.l1, base.l2, base.config, m], index), mtime=0))
 
 
-def high_ratio_layer(path, kind, size):
+def high_ratio_layer(path, kind, size, garbage=b""):
     """An OCI archive whose one layer is a tar holding `size` zero bytes,
-    compressed by kind (gzip, zstd, bzip2, xz): megabytes to gigabytes."""
+    compressed by kind (gzip, zstd, bzip2, xz): megabytes to gigabytes;
+    `garbage` is appended to the compressed blob (its digest included)."""
     import bz2
     import lzma
     i = info("zeros", size=size)
@@ -570,7 +571,7 @@ def high_ratio_layer(path, kind, size):
         t.join()
         p.wait()
         parts = out
-    blob = b"".join(parts)
+    blob = b"".join(parts) + garbage
     import hashlib
     h = hashlib.sha256(header)
     for _ in range(size >> 20):

@@ -4,6 +4,7 @@ inside the staging directory, reader:next()'s two failure classes, the
 store's repeatable calls and fields, useful messages for odd errors and
 actions, and the REPL (errors global, line numbers, entries() without an
 archive, run_policy)."""
+import gzip
 import io
 import json
 import os
@@ -379,6 +380,35 @@ show(u:write(string.rep("y", 100000)) ~= nil, u:close())
 fs.discard(stage)""", tmp)
     assert out[0].startswith("fs.writer (empty)|nil"), out
     assert out[1] == "true|100000", out
+
+
+def test_inflater_max_size_fails_the_write_that_passes_it(tmp):
+    """gzip.inflater's opts.max_size: exactly max_size inflated bytes pass,
+    one more fails that write as "archive" before it reaches the sinks;
+    0 is no limit; a bad value raises."""
+    (tmp / "thousand.gz").write_bytes(gzip.compress(bytes(1000)))
+    out = run_lua(tmp, """
+local gzip = require "layersplit.gzip"
+local digest = require "layersplit.digest"
+local data = assert(io.open(arg[1], "rb")):read("a")
+for _, max in ipairs({1000, 999, 0}) do
+	local h = digest.sha256()
+	local i = gzip.inflater(h, {max_size = max})
+	local ok, msg, class = i:write(data)
+	if ok then
+		local r = assert(i:close())
+		show(max, "ok", r.out_size)
+	else
+		show(max, msg, class, h:size())
+	end
+end
+show(pcall(gzip.inflater, digest.sha256(), {max_size = -1}))
+show(pcall(gzip.inflater, digest.sha256(), {max_size = 1.5}))""", tmp / "thousand.gz")
+    assert out[0] == "1000|ok|1000", out
+    assert out[1] == "999|more than 999 bytes of data, the --max-layer-size limit|archive|0", out
+    assert out[2] == "0|ok|1000", out
+    assert out[3].startswith("false|") and "max_size must be an integer >= 0" in out[3], out
+    assert out[4].startswith("false|") and "max_size must be an integer >= 0" in out[4], out
 
 
 def test_a_script_raising_a_value_that_is_not_a_string_names_where(tmp):

@@ -299,6 +299,21 @@ def test_max_layer_size_caps_a_decompressed_layer(tmp):
         accepted(sub, archive, "--max-ratio", "0")
 
 
+def test_max_layer_size_stops_a_gzip_layer_as_it_inflates(tmp):
+    """A kept gzip layer is capped while it is inflated, not after: 8 MiB of
+    zeros in one member, then garbage.  Without a cap the whole member is
+    inflated and the garbage rejected; under --max-layer-size 1M the
+    inflation stops at the cap, before the garbage is reached."""
+    archive = tmp / "zeros.tar"
+    fixtures_hostile.high_ratio_layer(archive, "gzip", 8 << 20, garbage=b"not gzip")
+    (tmp / "capped").mkdir()
+    line = assert_rejected(tmp / "capped", archive, ["more than 1048576 bytes of data, the --max-layer-size limit"],
+                           options=["--max-layer-size", "1M"])
+    assert "garbage" not in line, line
+    (tmp / "uncapped").mkdir()
+    assert_rejected(tmp / "uncapped", archive, ["trailing garbage after gzip data"])
+
+
 def test_max_ratio_caps_a_decompression_bomb(tmp):
     """zstd, xz and bzip2 layers of 64 MiB of zeros, each far past gzip's
     1032:1: rejected by default naming --max-ratio and the blob; with

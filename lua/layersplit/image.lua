@@ -268,16 +268,14 @@ local function stream_layer(self, entry, kind, visit)
 	elseif kind == "gzip" then
 		local file = check(fs.writer(ctx:path(name)))
 		local compressed, uncompressed = digest.sha256(), digest.sha256()
-		local inflater = gzip.inflater(uncompressed)
+		-- The cap stops the inflation itself, as the reader stops the
+		-- other kinds' decompression.
+		local inflater = gzip.inflater(uncompressed,
+			{max_size = ctx.max_layer_size or image.max_layer_size})
 		feed(reader, visit, file, compressed, inflater, table.unpack(tee))
 		record.out_size = check(file:close())
 		local info = check(inflater:close())
 		verify_blob(entry.path, compressed:hex())
-		local max = ctx.max_layer_size or image.max_layer_size
-		if max > 0 and info.out_size > max then
-			raise("archive", entry.path, string.format(
-				"more than %d bytes of data, the --max-layer-size limit", max))
-		end
 		check_tar(info.head, kind)
 		record.diff_id = "sha256:" .. uncompressed:hex()
 		record.digest, record.size = compressed:hex(), info.out_size
