@@ -219,13 +219,22 @@ void ls_reg_push_response(lua_State *L, struct ls_reg_response *r, const char *u
 	lua_setfield(L, -2, "headers");
 }
 
+const char *ls_reg_why(CURLcode rc, struct ls_reg_response *r, char *buf, size_t len)
+{
+	if (r->too_large) {
+		snprintf(buf, len, "answer larger than %zu bytes", r->max_body);
+		return buf;
+	}
+	return r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
+}
+
 int ls_reg_fail(lua_State *L, CURLcode rc, struct ls_reg_response *r)
 {
+	char buf[64];
+
 	if (rc == CURLE_ABORTED_BY_CALLBACK && ls_interrupted)
 		return ls_fail(L, LS_ESIGNAL, "interrupted");
-	if (r->too_large)
-		return ls_fail(L, LS_EIO, "answer larger than %d bytes", (int)r->max_body);
-	return ls_fail(L, LS_EIO, "%s", r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
+	return ls_fail(L, LS_EIO, "%s", ls_reg_why(rc, r, buf, sizeof(buf)));
 }
 
 struct curl_slist *ls_reg_headers(struct curl_slist *list, const char *auth)

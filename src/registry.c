@@ -190,6 +190,7 @@ static int m_request(lua_State *L)
 	struct request *q;
 	struct stat st;
 	CURLcode rc;
+	char why[64];
 
 	lua_settop(L, 4);
 	if (lua_isnil(L, 4)) {
@@ -240,7 +241,7 @@ static int m_request(lua_State *L)
 	s->after_signal = 0;
 	curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &q->r.status);
 	ls_reg_trace(s, method, url, q->r.status, rc == CURLE_OK ? NULL
-		     : q->r.errbuf[0] ? q->r.errbuf : curl_easy_strerror(rc));
+		     : ls_reg_why(rc, &q->r, why, sizeof(why)));
 	if (rc != CURLE_OK)
 		return ls_reg_fail(L, rc, &q->r);
 	ls_reg_push_response(L, &q->r, url);

@@ -199,6 +199,7 @@ int ls_reg_upload(lua_State *L, struct ls_reg_session *s)
 	const char *url = luaL_checkstring(L, 2);
 	const char *auth = NULL;
 	lua_Integer cap = 1 << 20;
+	struct curl_slist *hdrs;
 	struct upload *u;
 	sigset_t all, old;
 	size_t ulen = strlen(url);
@@ -227,9 +228,10 @@ int ls_reg_upload(lua_State *L, struct ls_reg_session *s)
 	u->r.max_body = 1 << 20;
 	u->cap = (size_t)cap;
 	if ((u->ring = malloc(u->cap)) == NULL || (u->h = curl_easy_init()) == NULL ||
-	    (u->hdrs = ls_reg_headers(NULL, auth)) == NULL)
+	    (u->hdrs = ls_reg_headers(NULL, auth)) == NULL ||
+	    (hdrs = curl_slist_append(u->hdrs, "Content-Type: application/octet-stream")) == NULL)
 		return ls_fail(L, LS_EIO, "upload: out of memory");
-	u->hdrs = curl_slist_append(u->hdrs, "Content-Type: application/octet-stream");
+	u->hdrs = hdrs;
 	ls_reg_setup(s, u->h, "PATCH", url, &u->r, u->hdrs);
 	/* Unknown length over HTTP/1.1: curl sends the body chunked. */
 	curl_easy_setopt(u->h, CURLOPT_UPLOAD, 1L);
@@ -258,6 +260,7 @@ static int u_finish(lua_State *L)
 {
 	struct upload *u = luaL_checkudata(L, 1, UPLOAD_MT);
 	const char *ok;
+	char why[64];
 
 	if (u->finished)
 		return luaL_error(L, "upload already finished");
@@ -268,7 +271,7 @@ static int u_finish(lua_State *L)
 	join(u);
 	u->finished = 1;
 	ok = u->rc == CURLE_OK ? NULL : u->timed_out ? "timeout: the registry stopped taking data"
-		: u->r.errbuf[0] ? u->r.errbuf : curl_easy_strerror(u->rc);
+		: ls_reg_why(u->rc, &u->r, why, sizeof(why));
 	ls_reg_trace(u->s, "PATCH", u->url, u->r.status, ok);
 	if (u->rc != CURLE_OK) {
 		if (ls_interrupted)

@@ -573,8 +573,9 @@ class FaultProxy(_Managed):
                                a request shorter than N is forwarded whole and
                                the connection cut before the answer
       respond(500|503|429...)  answer that status itself (registry-style JSON
-                               error, extra headers such as Retry-After), after
-                               reading the request body, then close
+                               error, or `body`; extra headers such as
+                               Retry-After), after reading the request body,
+                               then close
       stall()                  read what comes and never answer, until the
                                client gives up or the proxy stops
       hold(after=N)            forward N bytes, then wait for release() (at
@@ -629,9 +630,9 @@ class FaultProxy(_Managed):
     def cut(self, after, times=1, method=None, path=None, skip=0, reset=True):
         return self._add("cut", times, method, path, skip, after=after, reset=reset)
 
-    def respond(self, status, times=1, method=None, path=None, skip=0, headers=None):
+    def respond(self, status, times=1, method=None, path=None, skip=0, headers=None, body=None):
         return self._add("respond", times, method, path, skip, status=status,
-                         headers=dict(headers or {}))
+                         headers=dict(headers or {}), body=body)
 
     def stall(self, times=1, method=None, path=None, skip=0):
         return self._add("stall", times, method, path, skip)
@@ -887,8 +888,10 @@ class FaultProxy(_Managed):
     def _answer(self, client, rule, method, path):
         status = rule.kw["status"]
         code = {429: "TOOMANYREQUESTS", 401: "UNAUTHORIZED"}.get(status, "UNKNOWN")
-        body = json.dumps({"errors": [{"code": code, "message": "injected by the test proxy",
-                                       "detail": None}]}).encode()
+        body = rule.kw.get("body")
+        if body is None:
+            body = json.dumps({"errors": [{"code": code, "message": "injected by the test proxy",
+                                           "detail": None}]}).encode()
         reason = httpclient.responses.get(status, "Error")
         hdrs = {"Content-Type": "application/json; charset=utf-8",
                 "Content-Length": str(len(body)), "Connection": "close",

@@ -70,6 +70,30 @@ def test_500_503_and_429_answers_are_retried(tmp):
         assert_image(reg, "answers:1", tmp=tmp)
 
 
+def test_an_answer_over_the_size_cap_is_named_for_a_request_and_an_upload(tmp):
+    """A registry answering with 5 MiB of body (a request's answer is read
+    up to 4 MiB, a streamed upload's up to 1 MiB): the message names the
+    cap, not curl's write failure.  The POST that opens an upload fails the
+    push (exit 3, no retries left); a layer's streamed PATCH is sent again
+    whole from the spool, saying why under --verbose."""
+    big = b"x" * (5 << 20)
+    d = tmp / "post"
+    d.mkdir()
+    with Registry(d) as reg, FaultProxy(reg) as proxy:
+        proxy.respond(500, times=10, method="POST", body=big)
+        p = push(d, fixtures.path(ARCHIVE), "%s/big:1" % proxy.host, "--spool", spool(d), "--retry-times", "0")
+        assert_error(p, 3, ["POST blob upload: answer larger than 4194304 bytes"])
+        assert os.listdir(spool(d)) == []
+    d = tmp / "patch"
+    d.mkdir()
+    with Registry(d) as reg, FaultProxy(reg) as proxy:
+        proxy.respond(500, method="PATCH", body=big)
+        p = push(d, fixtures.path(ARCHIVE), "%s/big:1" % proxy.host, "--spool", spool(d), "--verbose")
+        assert p.returncode == 0, p.err
+        assert "PATCH blob: answer larger than 1048576 bytes; sending it again from the spool" in p.err, p.err
+        assert_image(reg, "big:1", tmp=d)
+
+
 def test_a_stalled_upload_times_out_and_is_retried(tmp):
     with Registry(tmp) as reg, FaultProxy(reg) as proxy:
         proxy.stall(method="PATCH")
