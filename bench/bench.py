@@ -430,7 +430,8 @@ def build_measures(layersplit, info, image, small_info, small, jobs, many):
                                            level, image_tar, archive_bytes, check))
     # From a pipe, as `docker save IMAGE | layersplit - OUT` reads: cat's
     # copies share the CPUs (the push rows read a pipe too).
-    for label, options, engine, level in rows[0][:4], rows[4][:4]:
+    piped = [r for r in rows if r[2:4] in (("libdeflate", 6), ("isal", 2))]
+    for label, options, engine, level, _ in piped:
         measures.append(layersplit_row(layersplit, "%s -j %d" % (label, jobs), jobs, options, engine,
                                        level, image_tar, archive_bytes, check, pipe=True))
     for level, counts in ((6, threads), (9, [jobs])):

@@ -312,11 +312,8 @@ static int l_inflater(lua_State *L)
 
 	if (n > 0 && lua_type(L, n) == LUA_TTABLE) {
 		if (lua_getfield(L, n, "max_size") != LUA_TNIL) {
-			int isint;
-
-			max_size = lua_tointegerx(L, -1, &isint);
-			luaL_argcheck(L, isint && max_size >= 0, n,
-				      "max_size must be an integer >= 0");
+			max_size = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
+			luaL_argcheck(L, max_size >= 0, n, "max_size must be an integer >= 0");
 		}
 		lua_settop(L, --n);
 	}

@@ -221,6 +221,10 @@ void ls_reg_push_response(lua_State *L, struct ls_reg_response *r, const char *u
 
 const char *ls_reg_why(CURLcode rc, struct ls_reg_response *r, char *buf, size_t len)
 {
+	if (r->too_large && r->status > 0) {
+		snprintf(buf, len, "answer larger than %zu bytes (HTTP %ld)", r->max_body, r->status);
+		return buf;
+	}
 	if (r->too_large) {
 		snprintf(buf, len, "answer larger than %zu bytes", r->max_body);
 		return buf;

@@ -51,8 +51,9 @@ void ls_reg_trace(struct ls_reg_session *s, const char *method, const char *url,
 /* Pushes {status=, headers={name=value}, body=, location=} for r, location
  * (when the answer has one) resolved against url. */
 void ls_reg_push_response(lua_State *L, struct ls_reg_response *r, const char *url);
-/* Why a transfer failed with rc: the answer's size cap when it was passed,
- * else curl's error buffer or its text for rc.  buf holds a composed message. */
+/* Why a transfer failed with rc: the answer's size cap when it was passed
+ * (with the status, when one came), else curl's error buffer or its text
+ * for rc.  buf (64 bytes will do) holds a composed message. */
 const char *ls_reg_why(CURLcode rc, struct ls_reg_response *r, char *buf, size_t len);
 /* Pushes the failure nil, ls_reg_why's message, class for a failed perform:
  * class "signal" when interrupted, else "io". */

@@ -403,12 +403,14 @@ for _, max in ipairs({1000, 999, 0}) do
 	end
 end
 show(pcall(gzip.inflater, digest.sha256(), {max_size = -1}))
-show(pcall(gzip.inflater, digest.sha256(), {max_size = 1.5}))""", tmp / "thousand.gz")
+show(pcall(gzip.inflater, digest.sha256(), {max_size = 1.5}))
+show(pcall(gzip.inflater, digest.sha256(), {max_size = "1000"}))""", tmp / "thousand.gz")
     assert out[0] == "1000|ok|1000", out
     assert out[1] == "999|more than 999 bytes of data, the --max-layer-size limit|archive|0", out
     assert out[2] == "0|ok|1000", out
     assert out[3].startswith("false|") and "max_size must be an integer >= 0" in out[3], out
     assert out[4].startswith("false|") and "max_size must be an integer >= 0" in out[4], out
+    assert out[5].startswith("false|") and "max_size must be an integer >= 0" in out[5], out
 
 
 def test_a_script_raising_a_value_that_is_not_a_string_names_where(tmp):

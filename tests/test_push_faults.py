@@ -82,15 +82,19 @@ def test_an_answer_over_the_size_cap_is_named_for_a_request_and_an_upload(tmp):
     with Registry(d) as reg, FaultProxy(reg) as proxy:
         proxy.respond(500, times=10, method="POST", body=big)
         p = push(d, fixtures.path(ARCHIVE), "%s/big:1" % proxy.host, "--spool", spool(d), "--retry-times", "0")
-        assert_error(p, 3, ["POST blob upload: answer larger than 4194304 bytes"])
+        assert_error(p, 3, ["POST blob upload: answer larger than 4194304 bytes (HTTP 500)"])
         assert os.listdir(spool(d)) == []
     d = tmp / "patch"
     d.mkdir()
     with Registry(d) as reg, FaultProxy(reg) as proxy:
         proxy.respond(500, method="PATCH", body=big)
-        p = push(d, fixtures.path(ARCHIVE), "%s/big:1" % proxy.host, "--spool", spool(d), "--verbose")
+        p = push(d, fixtures.path(ARCHIVE), "%s/big:1" % proxy.host, "--spool", spool(d), "--verbose",
+                 "--trace")
         assert p.returncode == 0, p.err
-        assert "PATCH blob: answer larger than 1048576 bytes; sending it again from the spool" in p.err, p.err
+        assert "PATCH blob: answer larger than 1048576 bytes (HTTP 500); sending it again from the spool" \
+            in p.err, p.err
+        traced = [l for l in p.err.splitlines() if l.startswith("trace: PATCH ")]
+        assert any(l.endswith(": answer larger than 1048576 bytes (HTTP 500)") for l in traced), traced
         assert_image(reg, "big:1", tmp=d)
 
 

@@ -188,6 +188,12 @@ def test_example_max_layer_size_rejects_a_large_layer(tmp):
     p = layersplit("--policy", EXAMPLES / "max-layer-size.lua", "--set", "max_layer_size=lots",
                    archive, parent / "out")
     assert_error(p, 2, ["max_layer_size"])
+    # A kept gzip layer too: the policy's own limit, not --max-layer-size
+    # (the policy's ctx field is not the option).
+    p = layersplit("--policy", EXAMPLES / "max-layer-size.lua", "--set", "max_layer_size=1K",
+                   fixtures.path("oci_archive.tar"), parent / "out")
+    line = assert_error(p, 1, ["over the limit of 1024"])
+    assert "--max-layer-size" not in line, line
 
 
 @runs("configs-only.lua")

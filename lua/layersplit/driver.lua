@@ -209,7 +209,6 @@ function driver.run(opts, on_context)
 		settings = values,
 		input = opts.input,
 		outdir = opts.outdir,
-		max_layer_size = opts.max_layer_size or image.max_layer_size,
 		stage = stage,
 		reader = reader,
 		summary = {entries = 0},

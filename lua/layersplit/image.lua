@@ -268,10 +268,10 @@ local function stream_layer(self, entry, kind, visit)
 	elseif kind == "gzip" then
 		local file = check(fs.writer(ctx:path(name)))
 		local compressed, uncompressed = digest.sha256(), digest.sha256()
-		-- The cap stops the inflation itself, as the reader stops the
-		-- other kinds' decompression.
-		local inflater = gzip.inflater(uncompressed,
-			{max_size = ctx.max_layer_size or image.max_layer_size})
+		-- --max-layer-size stops the inflation itself, as the reader stops
+		-- the other kinds' decompression (ctx's own fields are the policy's).
+		local inflater = gzip.inflater(uncompressed, {max_size =
+			ctx.options and ctx.options.max_layer_size or image.max_layer_size})
 		feed(reader, visit, file, compressed, inflater, table.unpack(tee))
 		record.out_size = check(file:close())
 		local info = check(inflater:close())
