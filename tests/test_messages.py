@@ -165,7 +165,8 @@ def test_hostile_names_in_verbose_and_trace_lines_are_escaped(tmp):
         assert_clean(err, option)
         for kind, want in ESCAPED.items():
             assert want in err, "%s: %s missing: %r" % (option, kind, err)
-        lines = err.splitlines()
+        # the temporary directory's random name may hold "x6" too
+        lines = [l.replace(str(tmp), "TMP") for l in err.splitlines()]
         for i in range(len(HOSTILE)):
             mentions = [l for l in lines if ("x%d" % i) in l and ("y%d" % i) not in l]
             assert len(mentions) == 1, "%s: entry x%d on %d lines: %r" % (option, i, len(mentions), mentions)
