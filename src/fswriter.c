@@ -20,6 +20,8 @@ struct writer {
 	int err;             /* first failure, sticky; EINTR: a signal */
 	uint64_t bytes;
 	uint64_t max;        /* bytes it takes at most; UINT64_MAX: no limit */
+	int writeback;       /* start the file's writeback as it grows */
+	uint64_t wb_started; /* bytes already handed to writeback */
 	char *msg;           /* room for "<path>: <why>", after path */
 	size_t msgsize;
 	char path[];
@@ -53,6 +55,8 @@ static int writer_write(struct ls_sink *sink, const void *buf, size_t len)
 		return -1;
 	}
 	w->bytes += len;
+	if (w->writeback)
+		ls_writeback(w->fd, &w->wb_started, w->bytes);
 	return 0;
 }
 
@@ -111,6 +115,11 @@ int ls_fs_writer(lua_State *L)
 	struct writer *w = push_writer(L, path);
 
 	w->max = UINT64_MAX;
+	if (lua_istable(L, 2)) {
+		lua_getfield(L, 2, "writeback");
+		w->writeback = lua_toboolean(L, -1);
+		lua_pop(L, 1);
+	}
 	if ((w->fd = ls_fs_create(path)) < 0)
 		return ls_fs_fail_errno(L, path, errno);
 	return 1;

@@ -130,6 +130,18 @@ static int opt_int(lua_State *L, const char *key, int def, int lo, int hi, const
 	return (int)v;
 }
 
+static int opt_bool(lua_State *L, const char *key)
+{
+	int v;
+
+	if (lua_isnoneornil(L, 2))
+		return 0;
+	lua_getfield(L, 2, key);
+	v = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	return v;
+}
+
 static const struct ls_deflate_engine *opt_engine(lua_State *L)
 {
 	const char *name = engines[0]->name;
@@ -224,6 +236,8 @@ static int l_writer(lua_State *L)
 	}
 	if (ntee > 0)
 		ls_gzwrite_tee(w->gz, w->tee, ntee);
+	if (opt_bool(L, "writeback"))
+		ls_gzwrite_writeback(w->gz, 1);
 	return 1;
 }
 

@@ -78,6 +78,8 @@ static int emit(struct ls_gzwrite *gz, const unsigned char *buf, size_t len)
 	if (len > 0 && !EVP_DigestUpdate(gz->out_md, buf, len))
 		return ENOMEM;
 	gz->out_size += len;
+	if (gz->writeback)
+		ls_writeback(gz->fd, &gz->wb_started, gz->out_size);
 	return 0;
 }
 

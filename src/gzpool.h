@@ -75,6 +75,8 @@ struct ls_gzwrite {
 	 * layer of one block); read by the caller after joining the writer */
 	EVP_MD_CTX *in_md, *out_md;
 	uint64_t out_size;
+	int writeback;        /* start the file's writeback as it grows */
+	uint64_t wb_started;  /* bytes already handed to writeback */
 	uint32_t crc, isize;
 };
 

@@ -204,6 +204,11 @@ void ls_gzwrite_tee(struct ls_gzwrite *gz, struct ls_sink **sinks, int n)
 	pthread_mutex_unlock(&gz->mu);
 }
 
+void ls_gzwrite_writeback(struct ls_gzwrite *gz, int on)
+{
+	gz->writeback = on;
+}
+
 int ls_gzwrite_write(struct ls_gzwrite *gz, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;

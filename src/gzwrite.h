@@ -35,6 +35,9 @@ int ls_gzwrite_finish(struct ls_gzwrite *gz, struct ls_gzwrite_result *r);
  * the writer thread; a sink that fails fails the writer with its message.
  * Call before the first write; the sinks must outlive the writer. */
 void ls_gzwrite_tee(struct ls_gzwrite *gz, struct ls_sink **sinks, int n);
+/* Before the first write: start the file's writeback every
+ * LS_WRITEBACK_CHUNK bytes (ls_fs_writeback). */
+void ls_gzwrite_writeback(struct ls_gzwrite *gz, int on);
 const char *ls_gzwrite_error(struct ls_gzwrite *gz);
 const char *ls_gzwrite_class(struct ls_gzwrite *gz);
 /* Stops the threads (abandoning unwritten data), closes the file if still

@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
+#include <fcntl.h>
 
 #include <lauxlib.h>
 
@@ -90,4 +91,13 @@ void ls_cond_tick(pthread_cond_t *cv, pthread_mutex_t *mu)
 	}
 	/* ETIMEDOUT is the point of the timeout; the caller rechecks anyway. */
 	(void)pthread_cond_timedwait(cv, mu, &ts);
+}
+
+void ls_writeback(int fd, uint64_t *started, uint64_t written)
+{
+	if (written - *started < LS_WRITEBACK_CHUNK)
+		return;
+	(void)sync_file_range(fd, (off_t)*started, (off_t)(written - *started),
+			      SYNC_FILE_RANGE_WRITE);
+	*started = written;
 }

@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <lua.h>
 
 #define LS_SINK_FIELD "__layersplit_sink"
@@ -64,5 +65,13 @@ void ls_cond_tick(pthread_cond_t *cv, pthread_mutex_t *mu);
 
 /* Pushes nil, message, class and returns 3: the failure convention. */
 int ls_fail(lua_State *L, const char *class, const char *fmt, ...);
+
+/* A file's bytes between two starts of its writeback. */
+#define LS_WRITEBACK_CHUNK ((uint64_t)8 << 20)
+/* Starts the disk's writeback of fd's bytes from *started to written, once
+ * they are LS_WRITEBACK_CHUNK or more, and moves *started there: the disk
+ * works while the run goes on, and the fsync before the commit finds little
+ * left.  Only a hint: a failure is ignored (the fsync is what counts). */
+void ls_writeback(int fd, uint64_t *started, uint64_t written);
 
 #endif

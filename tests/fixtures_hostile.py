@@ -577,8 +577,14 @@ def high_ratio_layer(path, kind, size, garbage=b""):
     for _ in range(size >> 20):
         h.update(chunk)
     h.update(tail)
+    one_layer_oci(path, blob, "sha256:" + h.hexdigest())
+
+
+def one_layer_oci(path, blob, diff_id):
+    """An OCI archive of one image whose one layer is blob (its tar's
+    sha256 is diff_id)."""
     config = tarkit.compact({"architecture": "amd64", "os": "linux", "config": {},
-                             "rootfs": {"type": "layers", "diff_ids": ["sha256:" + h.hexdigest()]}})
+                             "rootfs": {"type": "layers", "diff_ids": [diff_id]}})
     m = tarkit.compact({"schemaVersion": 2, "mediaType": MANIFEST,
                         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                                    "digest": "sha256:" + sha256(config), "size": len(config)},

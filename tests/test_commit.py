@@ -8,8 +8,11 @@ effort, so a stderr that cannot take it changes nothing: exit 0 and the full
 output.  Every output file, the staging directory and its parent are
 fsync'd around the rename unless --no-sync.
 """
+import gzip
+import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -17,6 +20,8 @@ import subprocess
 
 import expect
 import fixtures
+import fixtures_hostile
+import tarkit
 from harness import assert_error, binary, staging_dirs
 
 ARCHIVE = "legacy_symlink.tar"
@@ -110,9 +115,9 @@ def test_verbose_lines_to_a_closed_stderr_stop_the_run_before_the_commit(tmp):
 
 # ---------------------------------------------------------------- fsync
 
-def traced(tmp, *options):
-    """The run under strace: its fsync, openat and rename calls, in order;
-    None where strace cannot trace (it says why on stdout)."""
+def traced(tmp, *options, archive=None):
+    """The run under strace: its fsync, sync_file_range and rename calls, in
+    order; None where strace cannot trace (it says why on stdout)."""
     out = tmp / "out"
     log = tmp / "strace.log"
     # LeakSanitizer cannot run under ptrace; every other test checks leaks
@@ -120,8 +125,8 @@ def traced(tmp, *options):
     if env.get("ASAN_OPTIONS"):
         env["ASAN_OPTIONS"] += ":detect_leaks=0"
     p = subprocess.run(["strace", "-f", "-qq", "-y", "-o", str(log),
-                        "-e", "trace=fsync,fdatasync,syncfs,sync,rename,renameat,renameat2",
-                        binary(), "-q"] + list(options) + [fixtures.path(ARCHIVE), str(out)],
+                        "-e", "trace=fsync,fdatasync,syncfs,sync,sync_file_range,rename,renameat,renameat2",
+                        binary(), "-q"] + list(options) + [archive or fixtures.path(ARCHIVE), str(out)],
                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=120, env=env)
     if p.returncode != 0 and not log.exists():
@@ -153,6 +158,46 @@ def test_every_output_file_and_both_directories_are_fsynced_around_the_rename(tm
     assert any(s.endswith("<%s>" % tmp) for s in after), \
         "the parent directory was not fsync'd after the rename: %r" % after
     expect.check_output(fixtures.path(ARCHIVE), out)
+
+
+def test_large_layer_files_start_their_writeback_as_they_are_written(tmp):
+    """A layer the run compresses (24 MiB of noise) and a gzip blob it keeps
+    (20 MiB): each file's writeback starts every 8 MiB as it is written,
+    range after range from 0, before the fsync that commits it; with
+    --no-sync, no call at all (next test)."""
+    rnd = random.Random(7)
+    tar = tarkit.layer_tar([("noise", rnd.randbytes(20 << 20))])
+    blob = gzip.compress(tar, 1, mtime=0)
+    cases = [("compressed", fixtures_hostile.big_layer(24 << 20)[0]), ("kept", None)]
+    for name, data in cases:
+        sub = tmp / name
+        sub.mkdir()
+        archive = sub / "in.tar"
+        if data is None:
+            fixtures_hostile.one_layer_oci(archive, blob, "sha256:" + hashlib.sha256(tar).hexdigest())
+        else:
+            archive.write_bytes(data)
+        calls, out = traced(sub, archive=archive)
+        if calls is None:
+            return
+        big = max(out.glob("*.tar.gz"), key=lambda p: p.stat().st_size)
+        ranges = [tuple(int(x) for x in c[1].split(", ")[1:3]) for c in calls
+                  if c[0] == "sync_file_range" and c[1].split(",")[0].endswith("/%s>" % big.name)
+                  and not c[1].split(", ")[2] == "0"]
+        assert len(ranges) >= 2, (name, calls)
+        at = 0
+        for start, length in ranges:
+            assert start == at and length >= 8 << 20, (name, ranges)
+            at += length
+        assert at <= big.stat().st_size, (name, ranges, big.stat().st_size)
+        first_fsync = next(i for i, c in enumerate(calls) if c[0] == "fsync" and big.name in c[1])
+        last_range = max(i for i, c in enumerate(calls) if c[0] == "sync_file_range"
+                         and big.name in c[1] and c[1].split(", ")[2] != "0")
+        assert last_range < first_fsync, (name, calls)
+        if data is None:   # kept byte for byte
+            assert big.read_bytes() == blob, name
+        else:
+            expect.check_output(archive, out)
 
 
 def test_no_sync_skips_every_fsync(tmp):

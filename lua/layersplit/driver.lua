@@ -75,6 +75,13 @@ function Context:path(name)
 	return fs.join(self.stage, name)
 end
 
+-- Whether the run will fsync its output: then the writers start the disk's
+-- writeback as a file grows, so the fsync before the commit finds little
+-- left (a push without --out writes only its spool, never synced).
+local function writeback(ctx)
+	return ctx.options.outdir ~= nil and ctx.options.sync ~= false
+end
+
 -- A gzip writer for `name` in the staging directory, with the run's options;
 -- sinks, if given, also get the gzip bytes.
 function Context:gzip_writer(name, sinks)
@@ -83,7 +90,13 @@ function Context:gzip_writer(name, sinks)
 		engine = self.options.engine,
 		threads = self.options.jobs,
 		sinks = sinks,
+		writeback = writeback(self),
 	}))
+end
+
+-- A plain file writer (fs.writer) for `name` in the staging directory.
+function Context:file_writer(name)
+	return check(fs.writer(self:path(name), {writeback = writeback(self)}))
 end
 
 function Context:log(fmt, ...)

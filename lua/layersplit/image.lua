@@ -266,7 +266,7 @@ local function stream_layer(self, entry, kind, visit)
 			result.out_sha256, result.in_size, result.out_size
 		record.kept = false
 	elseif kind == "gzip" then
-		local file = check(fs.writer(ctx:path(name)))
+		local file = ctx:file_writer(name)
 		local compressed, uncompressed = digest.sha256(), digest.sha256()
 		-- --max-layer-size stops the inflation itself, as the reader stops
 		-- the other kinds' decompression (ctx's own fields are the policy's).
