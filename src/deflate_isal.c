@@ -150,7 +150,7 @@ const struct ls_deflate_engine ls_deflate_isal = {
 	.min_level = ISAL_DEF_MIN_LEVEL,
 	.max_level = ISAL_DEF_MAX_LEVEL,
 	/* make bench, 1 GB, 2 CPUs (bench/results.md): level 2 writes 1.047x
-	 * skopeo's bytes at 3.1x its speed; level 3 1.031x at about 25% more
+	 * skopeo's bytes at 3.1-3.4x its speed; level 3 1.031x at about 25% more
 	 * CPU.  1 MiB blocks, against 128 KiB: a fifth less CPU (the 32 KiB
 	 * dictionary hashed an eighth as often, 8x fewer hand-offs between
 	 * threads) for 0.4% more bytes at the same token count. */
