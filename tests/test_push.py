@@ -85,9 +85,29 @@ def split_reference(ref):
     elif "/" not in ref:
         return None, ref
     first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
+    if rest and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
         name = rest
     return name, tag or "latest"
+
+
+def test_split_reference_reads_the_registry_host_as_docker_does(tmp):
+    """push.split_reference: a first component with ".", ":", "localhost"
+    or an upper-case letter is a registry host; the Python mirror above
+    agrees on every case."""
+    cases = ["MyHost/app:1", "example.com/team/app:1.0", "ubuntu:22.04", "team/app", "1.0",
+             "localhost/a:b", "host:5000/a", "Team/App/x"]
+    script = tmp / "split.lua"
+    script.write_text('local push = require "layersplit.policies.push"\n'
+                      'for _, r in ipairs(arg) do print(r, push.split_reference(r)) end\n')
+    p = subprocess.run([binary(), "run", str(script)] + cases, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 0, p.stderr
+    got = [line.split("\t") for line in p.stdout.decode().splitlines()]
+    assert got[0] == ["MyHost/app:1", "app", "1"], got
+    assert got[7] == ["Team/App/x", "App/x", "latest"], got
+    for (ref, name, tag), case in zip(got, cases):
+        want = split_reference(case)
+        assert ref == case and (None if name == "nil" else name, tag) == want, (case, name, tag, want)
 
 
 def file_mode(tmp, archive):

@@ -245,7 +245,9 @@ end
 
 -- "example.com/team/app:1.0" -> "team/app", "1.0"; "ubuntu:22.04" ->
 -- "ubuntu", "22.04" (no library/ added); a bare word such as "1.0" (an OCI
--- ref name) -> nil, "1.0".
+-- ref name) -> nil, "1.0".  The first component is a registry host, as
+-- docker reads a reference, when it has a "." or ":", is "localhost" or
+-- has an upper-case letter (a repository path has none).
 function push.split_reference(reference)
 	local name, tag = reference, nil
 	local t = reference:match("[^/]*$"):match(":([%w_][%w_.-]*)$")
@@ -255,7 +257,7 @@ function push.split_reference(reference)
 		return nil, reference
 	end
 	local first, rest = name:match("^([^/]+)/(.+)$")
-	if first and (first:find("[.:]") or first == "localhost") then
+	if first and (first:find("[.:]") or first == "localhost" or first:find("%u")) then
 		name = rest
 	end
 	return name, tag or "latest"
