@@ -36,7 +36,7 @@ int ls_gzwrite_finish(struct ls_gzwrite *gz, struct ls_gzwrite_result *r);
  * Call before the first write; the sinks must outlive the writer. */
 void ls_gzwrite_tee(struct ls_gzwrite *gz, struct ls_sink **sinks, int n);
 /* Before the first write: start the file's writeback every
- * LS_WRITEBACK_CHUNK bytes (ls_fs_writeback). */
+ * LS_WRITEBACK_CHUNK bytes (ls_writeback). */
 void ls_gzwrite_writeback(struct ls_gzwrite *gz, int on);
 const char *ls_gzwrite_error(struct ls_gzwrite *gz);
 const char *ls_gzwrite_class(struct ls_gzwrite *gz);

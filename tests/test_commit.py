@@ -181,19 +181,23 @@ def test_large_layer_files_start_their_writeback_as_they_are_written(tmp):
         if calls is None:
             return
         big = max(out.glob("*.tar.gz"), key=lambda p: p.stat().st_size)
-        ranges = [tuple(int(x) for x in c[1].split(", ")[1:3]) for c in calls
-                  if c[0] == "sync_file_range" and c[1].split(",")[0].endswith("/%s>" % big.name)
-                  and not c[1].split(", ")[2] == "0"]
+        # (index in calls, start, length) of each ranged call on the file;
+        # the commit's own call has length 0 (the whole file)
+        ranges = []
+        for i, c in enumerate(calls):
+            if c[0] != "sync_file_range":
+                continue
+            fd, start, length = c[1].split(", ")[:3]
+            if fd.endswith("/%s>" % big.name) and length != "0":
+                ranges.append((i, int(start), int(length)))
         assert len(ranges) >= 2, (name, calls)
         at = 0
-        for start, length in ranges:
+        for _, start, length in ranges:
             assert start == at and length >= 8 << 20, (name, ranges)
             at += length
         assert at <= big.stat().st_size, (name, ranges, big.stat().st_size)
         first_fsync = next(i for i, c in enumerate(calls) if c[0] == "fsync" and big.name in c[1])
-        last_range = max(i for i, c in enumerate(calls) if c[0] == "sync_file_range"
-                         and big.name in c[1] and c[1].split(", ")[2] != "0")
-        assert last_range < first_fsync, (name, calls)
+        assert ranges[-1][0] < first_fsync, (name, calls)
         if data is None:   # kept byte for byte
             assert big.read_bytes() == blob, name
         else:

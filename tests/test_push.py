@@ -350,14 +350,12 @@ def test_push_from_the_repl_and_the_client_from_a_script(tmp):
     assert p.stdout.decode().strip() == digest
 
 
-@with_registry
-def test_v2metadata_blobs_on_the_same_registry_are_mounted_not_sent(tmp):
-    """--v2metadata: a layer docker pulled from this registry (its record's
-    SourceRepository) is mounted from there as the registry's own blob, which
-    the manifest then names; nothing is streamed for it."""
-    reg = registry()
-    archive = fixtures.path("podman_dup.tar")
-    (_, config, layers), = file_mode(tmp, archive)
+def pulled_from(tmp, reg, archive):
+    """As if docker had pulled archive's layers from reg's pulled/base: each
+    layer recompressed by another tool (gzip -9) and uploaded there, with
+    its v2metadata record.  (layers, the v2metadata directory, {diff_id:
+    the registry's digest})."""
+    (_, _, layers), = file_mode(tmp, archive)
     out = tmp / ("files-" + archive.name)
     digests = json.loads((out / "digests.json").read_bytes())[0]
     client = Client(reg.url)
@@ -366,10 +364,20 @@ def test_v2metadata_blobs_on_the_same_registry_are_mounted_not_sent(tmp):
     pulled = {}
     for diff_id, _ in layers:
         tar = gzip.decompress((out / (digests[diff_id]["layer_id"] + ".tar.gz")).read_bytes())
-        blob = gzip.compress(tar, 9, mtime=0)   # as another tool compressed it
-        pulled[diff_id] = client.upload_blob("pulled/base", blob)
+        pulled[diff_id] = client.upload_blob("pulled/base", gzip.compress(tar, 9, mtime=0))
         (v2 / diff_id[7:]).write_text(json.dumps([{"Digest": pulled[diff_id],
                                                    "SourceRepository": reg.host + "/pulled/base", "HMAC": ""}]))
+    return layers, v2, pulled
+
+
+@with_registry
+def test_v2metadata_blobs_on_the_same_registry_are_mounted_not_sent(tmp):
+    """--v2metadata: a layer docker pulled from this registry (its record's
+    SourceRepository) is mounted from there as the registry's own blob, which
+    the manifest then names; nothing is streamed for it."""
+    reg = registry()
+    archive = fixtures.path("podman_dup.tar")
+    layers, v2, pulled = pulled_from(tmp, reg, archive)
     mark = len(reg.requests())
     doc = pushed(tmp, archive, "%s/pulled/app:1" % reg.host, "--v2metadata", v2)
     assert not [r for r in reg.requests()[mark:] if r.method == "PATCH"]
@@ -387,18 +395,7 @@ def test_v2metadata_blobs_are_named_only_in_the_registry_that_has_them(tmp):
     the mount, a HEAD for its size), not again when the manifest is made."""
     reg = registry()
     archive = fixtures.path("podman_dup.tar")
-    (_, config, layers), = file_mode(tmp, archive)
-    out = tmp / ("files-" + archive.name)
-    digests = json.loads((out / "digests.json").read_bytes())[0]
-    client = Client(reg.url)
-    v2 = tmp / "v2metadata"
-    v2.mkdir()
-    pulled = {}
-    for diff_id, _ in layers:
-        tar = gzip.decompress((out / (digests[diff_id]["layer_id"] + ".tar.gz")).read_bytes())
-        pulled[diff_id] = client.upload_blob("pulled/base", gzip.compress(tar, 9, mtime=0))
-        (v2 / diff_id[7:]).write_text(json.dumps([{"Digest": pulled[diff_id],
-                                                   "SourceRepository": reg.host + "/pulled/base", "HMAC": ""}]))
+    layers, v2, pulled = pulled_from(tmp, reg, archive)
     mark = len(reg.requests())
     with Registry(tmp) as mirror:
         pushed(tmp, archive, "%s/pulled/app:1" % reg.host, "--v2metadata", v2,

@@ -140,7 +140,6 @@ end
 -- per repository and layer: the answer is kept for the rest of the run.
 local function pulled_blob(ctx, c, repository, diff_id)
 	local key = c.host .. "/" .. repository .. "@" .. tostring(diff_id)
-	ctx.pulled = ctx.pulled or {}
 	local kept = ctx.pulled[key]
 	if kept ~= nil then
 		return kept or nil
